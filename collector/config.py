@@ -1,0 +1,59 @@
+"""The collector's YAML configuration (see docs/collector-config.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from probes.configfile import load_model
+from probes.logsetup import LoggingSettings
+
+DEFAULT_PORT = 9640
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ListenSettings(_Section):
+    host: str = Field("127.0.0.1", description="address to bind; 0.0.0.0 for every IPv4")
+    port: int = Field(DEFAULT_PORT, ge=1, le=65_535)
+
+
+class DatabaseSettings(_Section):
+    url: str = Field("sqlite:///unhindered.sqlite",
+                     description="SQLAlchemy URL; a relative SQLite path is relative to "
+                                 "this file")
+
+    @field_validator("url")
+    @classmethod
+    def _relative_sqlite(cls, value: str, info: ValidationInfo) -> str:
+        prefix = "sqlite:///"
+        base = (info.context or {}).get("config_dir")
+        if value.startswith(prefix) and base is not None:
+            path = Path(value.removeprefix(prefix))
+            if not path.is_absolute() and str(path) != ":memory:":
+                return prefix + str((Path(base) / path).resolve())
+        if not value.startswith(("sqlite://", "postgresql")):
+            raise ValueError("expected a sqlite:/// or postgresql:// URL")
+        return value
+
+
+class IngestSettings(_Section):
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, le=1024**3,
+                                description="largest accepted batch, after decompression")
+    max_future_s: float = Field(300, ge=0, le=86_400,
+                                description="how far ahead of the collector's clock a "
+                                            "measurement time may be")
+
+
+class CollectorConfig(_Section):
+    listen: ListenSettings = ListenSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    ingest: IngestSettings = IngestSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+
+def load(path: Path) -> CollectorConfig:
+    return load_model(path, CollectorConfig)

@@ -1,0 +1,135 @@
+"""Prometheus exposition, built from the in-memory FleetState by a custom collector
+(the fast path of prometheus-client) and rendered off the event loop."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from collector.state import STATES, FleetState
+
+CHECK_LABELS = ["mission", "check"]
+
+# Figures of the newest round exported as gauges: (figure key, metric name, help).
+_FIGURE_GAUGES = [
+    ("rtt_median_s", "unhindered_check_rtt_median_seconds",
+     "Median round-trip time of the newest ICMP round."),
+    ("rtt_min_s", "unhindered_check_rtt_min_seconds",
+     "Smallest round-trip time of the newest ICMP round."),
+    ("rtt_max_s", "unhindered_check_rtt_max_seconds",
+     "Largest round-trip time of the newest ICMP round."),
+    ("rtt_stddev_s", "unhindered_check_rtt_stddev_seconds",
+     "Population standard deviation of the round-trip times of the newest ICMP round."),
+    ("loss_ratio", "unhindered_check_loss_ratio",
+     "Share of echo requests of the newest ICMP round that got no reply (0 to 1)."),
+    ("connect_s", "unhindered_check_connect_seconds",
+     "TCP handshake time of the newest TCP round."),
+]
+
+
+class FleetCollector(Collector):
+    def __init__(self, state: FleetState) -> None:
+        self.state = state
+
+    def describe(self) -> list[Metric]:
+        return []  # skips a collect() at registration; the families are dynamic
+
+    def collect(self) -> Iterator[Metric]:
+        checks = list(self.state.checks.values())
+        probes = list(self.state.probes.values())
+
+        info = GaugeMetricFamily(
+            "unhindered_check_info", "What a check measures; always 1.",
+            labels=[*CHECK_LABELS, "kind", "group", "target", "probe"])
+        up = GaugeMetricFamily(
+            "unhindered_check_up", "1 when the check's state is up, else 0.",
+            labels=CHECK_LABELS)
+        state = GaugeMetricFamily(
+            "unhindered_check_state", "1 for the check's current state, 0 for the others.",
+            labels=[*CHECK_LABELS, "state"])
+        success = GaugeMetricFamily(
+            "unhindered_check_success", "1 when the newest round succeeded, else 0.",
+            labels=CHECK_LABELS)
+        reason = GaugeMetricFamily(
+            "unhindered_check_failure_reason",
+            "1 with the failure reason of the newest round, when it failed.",
+            labels=[*CHECK_LABELS, "reason"])
+        last = GaugeMetricFamily(
+            "unhindered_check_last_measurement_timestamp_seconds",
+            "Probe-clock start time of the newest round (Unix seconds).", labels=CHECK_LABELS)
+        since = GaugeMetricFamily(
+            "unhindered_check_state_since_timestamp_seconds",
+            "Measurement time at which the current state began (Unix seconds).",
+            labels=CHECK_LABELS)
+        rounds = CounterMetricFamily(
+            "unhindered_check_rounds", "Rounds stored for the check.", labels=CHECK_LABELS)
+        failed = CounterMetricFamily(
+            "unhindered_check_rounds_failed", "Failed rounds stored for the check.",
+            labels=CHECK_LABELS)
+        figures = {key: GaugeMetricFamily(name, text, labels=CHECK_LABELS)
+                   for key, name, text in _FIGURE_GAUGES}
+
+        for c in checks:
+            labels = [c.mission, c.check_id]
+            info.add_metric([*labels, c.kind, c.group, c.target, c.probe_id], 1)
+            up.add_metric(labels, 1 if c.state == "up" else 0)
+            for s in STATES:
+                state.add_metric([*labels, s], 1 if c.state == s else 0)
+            if c.last_ok is not None:
+                success.add_metric(labels, 1 if c.last_ok else 0)
+                last.add_metric(labels, c.last_started_at)
+            if c.last_ok is False and c.last_reason:
+                reason.add_metric([*labels, c.last_reason], 1)
+            if c.since is not None:
+                since.add_metric(labels, c.since)
+            rounds.add_metric(labels, c.rounds_total)
+            failed.add_metric(labels, c.rounds_failed)
+            for key, family in figures.items():
+                # A round with no reply has no RTT: export no sample rather than a zero.
+                value = c.figures.get(key)
+                if value is not None:
+                    family.add_metric(labels, value)
+
+        report = GaugeMetricFamily(
+            "unhindered_probe_last_report_timestamp_seconds",
+            "Collector-clock time of the probe's newest accepted batch (Unix seconds).",
+            labels=["probe", "mission"])
+        backlog = GaugeMetricFamily(
+            "unhindered_probe_backlog_results",
+            "Results the probe said were still queued after its newest batch.",
+            labels=["probe", "mission"])
+        for p in probes:
+            report.add_metric([p.probe_id, p.mission], p.last_report_at)
+            if p.backlog is not None:
+                backlog.add_metric([p.probe_id, p.mission], p.backlog)
+
+        yield from (info, up, state, success, reason, last, since, rounds, failed,
+                    *figures.values(), report, backlog)
+
+
+class Metrics:
+    """The collector's registry: fleet state plus the collector's own counters."""
+
+    def __init__(self, state: FleetState) -> None:
+        disable_created_metrics()  # _created series double the counters for no use here
+        self.registry = CollectorRegistry()
+        self.registry.register(FleetCollector(state))
+        ProcessCollector(registry=self.registry)
+        self.ingest_requests = Counter(
+            "unhindered_ingest_requests", "Result batches received, by HTTP status answered.",
+            ["code"], registry=self.registry)
+        self.ingest_results = Counter(
+            "unhindered_ingest_results", "Results received, by what became of them.",
+            ["outcome"], registry=self.registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

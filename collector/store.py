@@ -1,0 +1,234 @@
+"""Storage: one schema and one query layer (SQLAlchemy Core) for SQLite and PostgreSQL.
+
+Times are stored as UTC epoch seconds (double precision): exact enough for microsecond
+RTT work, cheap to compare, and the same on both backends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from dataclasses import dataclass
+
+from pydantic import TypeAdapter
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from probes.measurement import Batch, Measurement
+
+metadata = MetaData()
+
+probes = Table(
+    "probes", metadata,
+    Column("probe_id", String(64), primary_key=True),
+    Column("mission", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
+
+results = Table(
+    "results", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("probe_id", String(64), nullable=False),
+    Column("outbox_id", String(32), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("mission", String(16), nullable=False),
+    Column("check_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("check_group", String(64), nullable=False),
+    Column("target", String(255), nullable=False),
+    Column("ip_version", SmallInteger),
+    Column("started_at", Float, nullable=False),
+    Column("duration_s", Float, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("reason", String(16)),
+    Column("detail", Text),
+    Column("confirmation", Boolean, nullable=False),
+    Column("figures", Text, nullable=False),
+    Column("received_at", Float, nullable=False),
+    UniqueConstraint("probe_id", "outbox_id", "seq", name="results_probe_seq"),
+    Index("results_check_time", "mission", "check_id", "started_at"),
+)
+
+_measurement = TypeAdapter(Measurement)
+
+
+def hash_token(token: str) -> str:
+    # Tokens are 256 random bits, so a plain SHA-256 cannot be brute-forced back.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ProbeRecord:
+    probe_id: str
+    mission: str
+    created_at: float
+    revoked_at: float | None
+
+
+class ProbeExists(Exception):
+    pass
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    def create_schema(self) -> None:
+        metadata.create_all(self.engine)
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(select(1))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- probes and their credentials ---
+
+    def add_probe(self, probe_id: str, mission: str) -> str:
+        """Registers a probe and returns its token; only the token's hash is kept."""
+        token = "uh1." + secrets.token_urlsafe(32)
+        with self.engine.begin() as conn:
+            if conn.execute(select(probes.c.probe_id).where(probes.c.probe_id == probe_id)).first():
+                raise ProbeExists(probe_id)
+            conn.execute(probes.insert().values(
+                probe_id=probe_id, mission=mission, token_hash=hash_token(token),
+                created_at=time.time()))
+        return token
+
+    def revoke_probe(self, probe_id: str) -> bool:
+        with self.engine.begin() as conn:
+            done = conn.execute(update(probes).where(
+                probes.c.probe_id == probe_id, probes.c.revoked_at.is_(None)
+            ).values(revoked_at=time.time()))
+        return done.rowcount == 1
+
+    def list_probes(self) -> list[ProbeRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(
+                probes.c.probe_id, probes.c.mission, probes.c.created_at, probes.c.revoked_at
+            ).order_by(probes.c.mission, probes.c.probe_id))
+            return [ProbeRecord(*row) for row in rows]
+
+    def probe_for_token(self, token: str) -> ProbeRecord | None:
+        """The active probe this token belongs to, or None (unknown or revoked)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(
+                probes.c.probe_id, probes.c.mission, probes.c.created_at, probes.c.revoked_at
+            ).where(probes.c.token_hash == hash_token(token))).first()
+        if row is None or row.revoked_at is not None:
+            return None
+        return ProbeRecord(*row)
+
+    # --- results ---
+
+    def store_batch(self, batch: Batch, received_at: float) -> tuple[list, int]:
+        """Stores the batch's new measurements in one transaction; returns them and the
+        number of duplicates (seqs already stored), which makes retries idempotent."""
+        seqs = [m.seq for m in batch.measurements]
+        with self.engine.begin() as conn:
+            known = set(conn.scalars(select(results.c.seq).where(
+                results.c.probe_id == batch.probe_id,
+                results.c.outbox_id == batch.outbox_id,
+                results.c.seq.between(min(seqs), max(seqs)),
+            )))
+            new = [m for m in batch.measurements if m.seq not in known]
+            if new:
+                rows = [_row(m, batch.outbox_id, received_at) for m in new]
+                conn.execute(self._insert_ignoring_duplicates(), rows)
+        return new, len(known)
+
+    def _insert_ignoring_duplicates(self):
+        # A second collector racing on the same batch must not fail the transaction.
+        dialect = {"sqlite": sqlite, "postgresql": postgresql}.get(self.engine.dialect.name)
+        if dialect is None:
+            return results.insert()
+        return dialect.insert(results).on_conflict_do_nothing(
+            index_elements=["probe_id", "outbox_id", "seq"])
+
+    def latest_per_check(self) -> list:
+        """The newest measurement (by measurement time) of every (mission, check)."""
+        newest = (
+            select(results.c.mission, results.c.check_id,
+                   func.max(results.c.started_at).label("started_at"))
+            .group_by(results.c.mission, results.c.check_id).subquery()
+        )
+        query = select(results).join(newest, (results.c.mission == newest.c.mission)
+                                     & (results.c.check_id == newest.c.check_id)
+                                     & (results.c.started_at == newest.c.started_at))
+        with self.engine.connect() as conn:
+            return [measurement_from_row(row) for row in conn.execute(query)]
+
+    def round_counts(self) -> dict[tuple[str, str], tuple[int, int]]:
+        query = select(
+            results.c.mission, results.c.check_id, func.count(),
+            func.sum(func.cast(~results.c.ok, Integer)),
+        ).group_by(results.c.mission, results.c.check_id)
+        with self.engine.connect() as conn:
+            return {(m, c): (total, failed or 0) for m, c, total, failed in conn.execute(query)}
+
+    def results_of_probe(self, probe_id: str) -> list:
+        """Every stored result of a probe in seq order (for tests and audits)."""
+        query = select(results).where(results.c.probe_id == probe_id).order_by(
+            results.c.outbox_id, results.c.seq)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query))
+
+
+def _row(m, outbox_id: str, received_at: float) -> dict:
+    return {
+        "probe_id": m.probe_id, "outbox_id": outbox_id, "seq": m.seq, "mission": m.mission,
+        "check_id": m.check_id, "kind": m.kind, "check_group": m.group, "target": m.target,
+        "ip_version": m.ip_version, "started_at": m.started_at.timestamp(),
+        "duration_s": m.duration_s, "ok": m.ok,
+        "reason": m.reason.value if m.reason else None, "detail": m.detail,
+        "confirmation": m.confirmation, "figures": m.figures.model_dump_json(),
+        "received_at": received_at,
+    }
+
+
+def measurement_from_row(row) -> Measurement:
+    return _measurement.validate_python({
+        "seq": row.seq, "probe_id": row.probe_id, "mission": row.mission,
+        "check_id": row.check_id, "kind": row.kind, "group": row.check_group,
+        "target": row.target, "ip_version": row.ip_version,
+        "started_at": row.started_at, "duration_s": row.duration_s, "ok": row.ok,
+        "reason": row.reason, "detail": row.detail, "confirmation": row.confirmation,
+        "figures": json.loads(row.figures),
+    })
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # FULL: an acknowledged result must survive a power cut, not just a crash.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()

@@ -1,0 +1,167 @@
+"""The collector's HTTP side: result ingest, /metrics, /healthz."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from collector.config import CollectorConfig
+from collector.metrics import Metrics
+from collector.state import FleetState
+from collector.store import Store
+from probes.measurement import PROTOCOL_VERSION, Ack, Batch
+
+log = logging.getLogger(__name__)
+EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+STORE = web.AppKey("store", Store)
+STATE = web.AppKey("state", FleetState)
+METRICS = web.AppKey("metrics", Metrics)
+CONFIG = web.AppKey("config", CollectorConfig)
+DB_THREAD = web.AppKey("db_thread", ThreadPoolExecutor)
+
+
+class Refusal(Exception):
+    """A request we refuse: the status and a reason the probe's operator can act on."""
+
+    def __init__(self, status: int, reason: str, details: list | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.details = status, reason, details
+
+
+def _error(status: int, reason: str, details: list | None = None) -> web.Response:
+    body: dict = {"error": reason}
+    if details:
+        body["details"] = details
+    return web.json_response(body, status=status)
+
+
+async def _db(request: web.Request, fn, *args):
+    # One thread owns the database: SQLite wants a single writer, and the event loop
+    # must never wait on a disk flush.
+    return await asyncio.get_running_loop().run_in_executor(request.app[DB_THREAD], fn, *args)
+
+
+async def ingest(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    try:
+        response = await _ingest(request)
+    except Refusal as refusal:
+        log.info("refused a batch from %s: %d %s", request.remote, refusal.status,
+                 refusal.reason)
+        response = _error(refusal.status, refusal.reason, refusal.details)
+    metrics.ingest_requests.labels(code=str(response.status)).inc()
+    return response
+
+
+async def _ingest(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Refusal(401, "missing bearer token: send 'Authorization: Bearer <probe token>'")
+    probe = await _db(request, request.app[STORE].probe_for_token, token.strip())
+    if probe is None:
+        raise Refusal(401, "unknown or revoked token: register the probe with "
+                           "'unhindered-collector probes add' and use the token it prints")
+
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise Refusal(413, f"body exceeds {config.ingest.max_body_bytes} bytes after "
+                           "decompression: send smaller batches") from exc
+    except Exception as exc:  # e.g. a corrupt gzip stream
+        raise Refusal(400, f"cannot read the body: {exc}") from exc
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Refusal(400, f"body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise Refusal(400, "body must be a JSON object (a batch)")
+    if data.get("protocol") != PROTOCOL_VERSION:
+        raise Refusal(400, f"unsupported protocol version {data.get('protocol')!r}: this "
+                           f"collector speaks version {PROTOCOL_VERSION}")
+    try:
+        batch = Batch.model_validate(data)
+    except ValidationError as exc:
+        details = [{"field": ".".join(str(p) for p in e["loc"]), "error": e["msg"]}
+                   for e in exc.errors()[:20]]
+        raise Refusal(422, f"invalid batch: {exc.error_count()} problem(s)", details) from exc
+    if (batch.probe_id, batch.mission) != (probe.probe_id, probe.mission):
+        raise Refusal(403, f"this token belongs to probe {probe.probe_id} of mission "
+                           f"{probe.mission}, not {batch.probe_id} of {batch.mission}")
+    horizon = datetime.now(UTC) + timedelta(seconds=config.ingest.max_future_s)
+    future = [m.seq for m in batch.measurements if m.started_at > horizon]
+    if future:
+        raise Refusal(422, f"measurement time is in the future for seqs {future[:10]}: "
+                           "check the probe's clock (NTP)")
+
+    new, duplicates = await _db(request, request.app[STORE].store_batch, batch, time.time())
+    state = request.app[STATE]
+    for m in new:
+        state.apply(m)
+    state.note_report(probe.probe_id, probe.mission, len(new), batch.backlog)
+    metrics = request.app[METRICS]
+    metrics.ingest_results.labels(outcome="stored").inc(len(new))
+    metrics.ingest_results.labels(outcome="duplicate").inc(duplicates)
+    ack = Ack(acked_through=batch.measurements[-1].seq, stored=len(new), duplicates=duplicates)
+    return web.json_response(ack.model_dump())
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    # Rendering takes long with many series: do it off the loop.
+    body = await asyncio.get_running_loop().run_in_executor(None, request.app[METRICS].render)
+    return web.Response(body=body, headers={"Content-Type": EXPOSITION_CONTENT_TYPE})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    try:
+        await _db(request, request.app[STORE].ping)
+    except Exception as exc:
+        return web.json_response({"status": "failing", "database": str(exc)}, status=503)
+    return web.json_response({"status": "ok", "database": "ok"})
+
+
+async def index(request: web.Request) -> web.Response:
+    return web.json_response({
+        "service": "unhindered-collector",
+        "endpoints": {"metrics": "/metrics", "health": "/healthz",
+                      "ingest": "POST /api/v1/results"},
+    })
+
+
+def create_app(config: CollectorConfig, store: Store) -> web.Application:
+    app = web.Application(client_max_size=config.ingest.max_body_bytes)
+    state = FleetState()
+    app[CONFIG] = config
+    app[STORE] = store
+    app[STATE] = state
+    app[METRICS] = Metrics(state)
+    app[DB_THREAD] = ThreadPoolExecutor(1, thread_name_prefix="db")
+
+    async def startup(app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(app[DB_THREAD], store.create_schema)
+        latest = await loop.run_in_executor(app[DB_THREAD], store.latest_per_check)
+        counts = await loop.run_in_executor(app[DB_THREAD], store.round_counts)
+        state.load(latest, counts)
+        log.info("state rebuilt from the store: %d checks", len(state.checks))
+
+    async def cleanup(app: web.Application) -> None:
+        app[DB_THREAD].shutdown(wait=True)
+        store.close()
+
+    app.on_startup.append(startup)
+    app.on_cleanup.append(cleanup)
+    app.router.add_get("/", index)
+    app.router.add_post("/api/v1/results", ingest)
+    app.router.add_get("/metrics", metrics_endpoint)
+    app.router.add_get("/healthz", healthz)
+    return app

@@ -1,0 +1,86 @@
+"""The probe's YAML configuration (see docs/probe-config.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from probes.checks import CheckConfig
+from probes.configfile import load_model, resolve_path
+from probes.logsetup import LoggingSettings
+from probes.measurement import Identifier, MissionCode
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CollectorSettings(_Section):
+    urls: Annotated[list[AnyHttpUrl], Field(min_length=1)] = Field(
+        description="collector base URLs, tried in order"
+    )
+    token: SecretStr | None = Field(None, description="the probe's credential")
+    token_file: Path | None = Field(None, description="file holding the credential")
+    batch_max_size: int = Field(500, ge=1, le=5_000)
+    batch_max_age_s: float = Field(5.0, ge=0, le=3_600)
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    backoff_initial_s: float = Field(1.0, gt=0, le=600)
+    backoff_max_s: float = Field(60.0, gt=0, le=3_600)
+
+    @field_validator("token_file")
+    @classmethod
+    def _relative_to_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else resolve_path(value, info)
+
+    @model_validator(mode="after")
+    def _one_token(self) -> CollectorSettings:
+        if (self.token is None) == (self.token_file is None):
+            raise ValueError("set exactly one of token and token_file")
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("backoff_max_s must be at least backoff_initial_s")
+        return self
+
+    def read_token(self) -> str:
+        if self.token is not None:
+            return self.token.get_secret_value()
+        assert self.token_file is not None
+        return self.token_file.read_text(encoding="utf-8").strip()
+
+
+class ProbeConfig(_Section):
+    probe_id: Identifier
+    mission: MissionCode
+    outbox: Path = Field(description="SQLite file holding results until acknowledged")
+    collector: CollectorSettings
+    checks: list[CheckConfig] = Field(min_length=1)
+    logging: LoggingSettings = LoggingSettings()
+
+    @field_validator("outbox")
+    @classmethod
+    def _relative_to_file(cls, value: Path, info: ValidationInfo) -> Path:
+        return resolve_path(value, info)
+
+    @field_validator("checks")
+    @classmethod
+    def _unique_ids(cls, checks: list) -> list:
+        seen: set[str] = set()
+        for check in checks:
+            if check.id in seen:
+                raise ValueError(f"check id {check.id!r} is used twice")
+            seen.add(check.id)
+        return checks
+
+
+def load(path: Path) -> ProbeConfig:
+    return load_model(path, ProbeConfig)

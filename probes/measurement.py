@@ -1,0 +1,166 @@
+"""The one Measurement type: what a check returns, what the outbox stores, what the HTTP
+body carries and what the collector stores. The wire format is documented in
+docs/protocol.md; change both together and bump PROTOCOL_VERSION on any incompatible
+change.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    field_validator,
+    model_validator,
+)
+
+PROTOCOL_VERSION = 1
+
+# Identifiers end up in URLs, file names and Prometheus labels: keep them plain.
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+MissionCode = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{1,15}$")]
+Seconds = Annotated[float, Field(ge=0, le=86_400)]
+
+
+class FailureReason(StrEnum):
+    """Why a round failed. A bounded set, so it can be a metric label."""
+
+    TIMEOUT = "timeout"
+    REFUSED = "refused"
+    UNREACHABLE = "unreachable"
+    DNS = "dns"
+    TLS = "tls"
+    HTTP_STATUS = "http_status"
+    BODY_MISMATCH = "body_mismatch"
+    ERROR = "error"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IcmpFigures(_Strict):
+    """One round of echo requests. RTTs are in seconds; a lost packet is a missing
+    sample, never a zero, so the statistics are absent when nothing came back."""
+
+    sent: Annotated[int, Field(ge=0, le=10_000)]
+    received: NonNegativeInt
+    duplicates: NonNegativeInt = 0
+    loss_ratio: Annotated[float, Field(ge=0, le=1)]
+    rtt_min_s: Seconds | None = None
+    rtt_median_s: Seconds | None = None
+    rtt_mean_s: Seconds | None = None
+    rtt_max_s: Seconds | None = None
+    rtt_stddev_s: Seconds | None = None
+    samples_s: list[Seconds] = Field(default_factory=list, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IcmpFigures:
+        if self.received > self.sent:
+            raise ValueError(f"received ({self.received}) exceeds sent ({self.sent})")
+        if len(self.samples_s) != self.received:
+            raise ValueError(
+                f"{len(self.samples_s)} samples for {self.received} received packets"
+            )
+        # Nothing sent (the name did not resolve) counts as everything lost.
+        expected_loss = (self.sent - self.received) / self.sent if self.sent else 1.0
+        if abs(self.loss_ratio - expected_loss) > 1e-6:
+            raise ValueError(f"loss_ratio {self.loss_ratio} does not match sent/received")
+        stats = (self.rtt_min_s, self.rtt_median_s, self.rtt_mean_s, self.rtt_max_s)
+        if self.received and any(s is None for s in stats):
+            raise ValueError("RTT statistics are required when packets were received")
+        if not self.received and any(s is not None for s in stats):
+            raise ValueError("RTT statistics must be absent when nothing was received")
+        return self
+
+
+class TcpFigures(_Strict):
+    """Time to complete the TCP handshake; absent when it did not complete."""
+
+    connect_s: Seconds | None = None
+
+
+class _MeasurementBase(_Strict):
+    seq: Annotated[int, Field(ge=1)] | None = None
+    probe_id: Identifier
+    mission: MissionCode
+    check_id: Identifier
+    group: Identifier = "internet"
+    target: Annotated[str, Field(min_length=1, max_length=255)]
+    ip_version: Literal[4, 6] | None = None
+    started_at: AwareDatetime
+    duration_s: NonNegativeFloat
+    ok: bool
+    reason: FailureReason | None = None
+    detail: Annotated[str, Field(max_length=500)] | None = None
+    confirmation: bool = False
+
+    @field_validator("started_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _reason_iff_failed(self) -> _MeasurementBase:
+        if self.ok and self.reason is not None:
+            raise ValueError("a successful measurement has no failure reason")
+        if not self.ok and self.reason is None:
+            raise ValueError("a failed measurement needs a failure reason")
+        return self
+
+
+class IcmpMeasurement(_MeasurementBase):
+    kind: Literal["icmp"] = "icmp"
+    figures: IcmpFigures
+
+
+class TcpMeasurement(_MeasurementBase):
+    kind: Literal["tcp"] = "tcp"
+    figures: TcpFigures
+
+
+Measurement = Annotated[IcmpMeasurement | TcpMeasurement, Field(discriminator="kind")]
+MEASUREMENT_KINDS = ("icmp", "tcp")
+
+
+class Batch(_Strict):
+    """The body of POST /api/v1/results."""
+
+    protocol: int
+    probe_id: Identifier
+    mission: MissionCode
+    outbox_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    backlog: NonNegativeInt | None = None  # results still queued at the probe after these
+    measurements: Annotated[list[Measurement], Field(min_length=1, max_length=5_000)]
+
+    @model_validator(mode="after")
+    def _one_probe_in_order(self) -> Batch:
+        previous = 0
+        for m in self.measurements:
+            if m.seq is None:
+                raise ValueError("every measurement in a batch needs a seq")
+            if m.probe_id != self.probe_id or m.mission != self.mission:
+                raise ValueError(
+                    f"measurement seq {m.seq} names probe {m.probe_id}/{m.mission}, "
+                    f"batch is from {self.probe_id}/{self.mission}"
+                )
+            if m.seq <= previous:
+                raise ValueError(f"seqs must increase within a batch ({m.seq} after {previous})")
+            previous = m.seq
+        return self
+
+
+class Ack(_Strict):
+    """The collector's answer: every seq up to acked_through is safely stored."""
+
+    protocol: int = PROTOCOL_VERSION
+    acked_through: int
+    stored: int
+    duplicates: int

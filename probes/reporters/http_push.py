@@ -1,0 +1,125 @@
+"""Pushes the outbox to the collector in batches and deletes only what it acknowledged.
+
+Batches leave when they are full or their oldest result is old enough; each request is
+gzipped and carries the probe's bearer token; the collector URLs are tried in order;
+after every URL failed the reporter waits an exponentially growing, jittered delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import json
+import logging
+import random
+import time
+
+import aiohttp
+
+from probes.config import CollectorSettings
+from probes.measurement import PROTOCOL_VERSION, Ack
+from probes.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+
+class HttpPusher:
+    def __init__(self, settings: CollectorSettings, outbox: Outbox, probe_id: str,
+                 mission: str, token: str) -> None:
+        self.settings = settings
+        self.token = token
+        self.outbox = outbox
+        self.probe_id = probe_id
+        self.mission = mission
+        self.batch_size = settings.batch_max_size
+        self._wake = asyncio.Event()
+        self._backoff = settings.backoff_initial_s
+        self.last_error: str | None = None
+
+    def wake(self) -> None:
+        """Called after each append: a full batch may now be ready."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout, auto_decompress=True) as session:
+            while True:
+                await self._wait_for_batch()
+                await self.push_once(session)
+
+    async def _wait_for_batch(self) -> None:
+        while True:
+            stats = await self.outbox.stats()
+            if stats.depth >= self.batch_size:
+                return
+            wait = None
+            if stats.depth:
+                age = time.time() - (stats.oldest_queued_at or 0)
+                if age >= self.settings.batch_max_age_s:
+                    return
+                wait = self.settings.batch_max_age_s - age
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def push_once(self, session: aiohttp.ClientSession) -> bool:
+        """Sends one batch of the oldest rows; True when it was acknowledged."""
+        rows = await self.outbox.peek(self.batch_size)
+        if not rows:
+            return True
+        depth = (await self.outbox.stats()).depth
+        body = self._body(rows, depth - len(rows))
+        for url in self.settings.urls:
+            ack = await self._post(session, f"{str(url).rstrip('/')}/api/v1/results", body,
+                                   len(rows))
+            if ack is None:
+                continue
+            # Never trust an ack beyond what was sent: those rows were not in this batch.
+            through = min(ack.acked_through, rows[-1][0])
+            await self.outbox.ack(through)
+            self._backoff = self.settings.backoff_initial_s
+            self.last_error = None
+            log.debug("collector acknowledged seqs %d..%d (%d stored, %d duplicates)",
+                      rows[0][0], through, ack.stored, ack.duplicates)
+            return True
+        delay = random.uniform(0, self._backoff)  # full jitter: probes don't march in step
+        self._backoff = min(self._backoff * 2, self.settings.backoff_max_s)
+        log.warning("no collector accepted the batch (%s); retrying in %.1f s",
+                    self.last_error, delay)
+        await asyncio.sleep(delay)
+        return False
+
+    def _body(self, rows: list[tuple[int, str]], backlog: int) -> bytes:
+        head = json.dumps({
+            "protocol": PROTOCOL_VERSION,
+            "probe_id": self.probe_id,
+            "mission": self.mission,
+            "outbox_id": self.outbox.outbox_id,
+            "backlog": backlog,
+        })
+        # The stored rows are already JSON: splice them in rather than re-encode.
+        text = head[:-1] + ', "measurements": [' + ",".join(b for _, b in rows) + "]}"
+        return gzip.compress(text.encode(), compresslevel=5)
+
+    async def _post(self, session: aiohttp.ClientSession, url: str, body: bytes,
+                    count: int) -> Ack | None:
+        headers = {
+            "Authorization": f"Bearer {self.token}",
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+        }
+        try:
+            async with session.post(url, data=body, headers=headers) as response:
+                text = await response.text()
+                if response.status == 200:
+                    return Ack.model_validate_json(text)
+                if response.status == 413 and self.batch_size > 1:
+                    self.batch_size = max(1, self.batch_size // 2)
+                    log.warning("%s: batch of %d too large; now sending %d at a time",
+                                url, count, self.batch_size)
+                self.last_error = f"{url} answered {response.status}: {text[:300]}"
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            self.last_error = f"{url}: {type(exc).__name__}: {exc}"
+        log.info("push failed: %s", self.last_error)
+        return None

@@ -1,0 +1,47 @@
+"""Runs one round of a check and turns its outcome into a Measurement."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+
+from probes.checks import KINDS, CheckBase, CheckOutcome
+from probes.measurement import FailureReason, IcmpMeasurement, TcpMeasurement
+
+log = logging.getLogger(__name__)
+
+
+async def measure(
+    check: CheckBase, probe_id: str, mission: str
+) -> IcmpMeasurement | TcpMeasurement:
+    kind = KINDS[check.kind]  # type: ignore[attr-defined]
+    started_at = datetime.now(UTC)
+    started = time.perf_counter()
+    try:
+        outcome = await kind.run(check)
+    except Exception as exc:  # a bug or an OS refusal must still leave a result
+        log.exception("check %s failed unexpectedly", check.id)
+        outcome = CheckOutcome(
+            ok=False, reason=FailureReason.ERROR, detail=f"{type(exc).__name__}: {exc}"[:500],
+            figures=kind.no_figures(),
+        )
+    return kind.measurement(
+        probe_id=probe_id,
+        mission=mission,
+        check_id=check.id,
+        group=check.group,
+        target=check.target,
+        ip_version=outcome.ip_version,
+        started_at=started_at,
+        duration_s=time.perf_counter() - started,
+        ok=outcome.ok,
+        reason=outcome.reason,
+        detail=outcome.detail,
+        figures=outcome.figures,
+    )
+
+
+async def measure_all(checks: list[CheckBase], probe_id: str, mission: str) -> list:
+    return await asyncio.gather(*(measure(c, probe_id, mission) for c in checks))
