@@ -84,12 +84,16 @@ def _child(node: yaml.Node | None, part: object) -> yaml.Node | None:
 
 
 def _node_at(root: yaml.Node | None, loc: list) -> yaml.Node | None:
+    """The node to point at: for a mapping entry its key, which is where people look."""
     node, found = root, None
     for part in loc:
-        node = _child(node, part)
-        if node is None:
+        child = _child(node, part)
+        if child is None:
             break
-        found = node
+        found = child
+        if isinstance(node, yaml.MappingNode):
+            found = next(k for k, v in node.value if v is child)
+        node = child
     return found
 
 

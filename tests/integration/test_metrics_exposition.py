@@ -1,0 +1,41 @@
+"""/metrics of a collector holding real results passes promtool's lint."""
+
+import asyncio
+import subprocess
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from collector.config import CollectorConfig
+from collector.store import Store
+from collector.web import create_app
+from tests.support import require_program
+from tests.unit.test_measurement import batch, icmp
+
+
+async def test_promtool_check_metrics_passes(tmp_path):
+    promtool = require_program("promtool", "prometheus")
+    store = Store(f"sqlite:///{tmp_path / 'c.sqlite'}")
+    store.create_schema()
+    token = store.add_probe("fra-1", "FRA")
+    failed = icmp(seq=2, ok=False, reason="timeout",
+                  figures={"sent": 5, "received": 0, "loss_ratio": 1.0})
+    tcp = {**icmp(seq=3, check_id="web"), "kind": "tcp", "figures": {"connect_s": 0.01}}
+    async with TestClient(TestServer(create_app(CollectorConfig(), store))) as client:
+        body = {**batch(1), "measurements": [icmp(seq=1, check_id="other"), failed, tcp]}
+        response = await client.post("/api/v1/results", json=body,
+                                     headers={"Authorization": f"Bearer {token}"})
+        assert response.status == 200, await response.text()
+        response = await client.get("/metrics")
+        assert response.status == 200
+        text = await response.text()
+    # A lost round exports no RTT at all, rather than a zero.
+    assert 'unhindered_check_rtt_median_seconds{check="internet-icmp"' not in text
+    assert 'unhindered_check_rtt_median_seconds{check="other",mission="FRA"} 0.021' in text
+    assert 'unhindered_check_failure_reason{check="internet-icmp",mission="FRA",' \
+           'reason="timeout"} 1.0' in text
+    assert 'unhindered_check_connect_seconds{check="web",mission="FRA"} 0.01' in text
+    lint = await asyncio.to_thread(subprocess.run, [promtool, "check", "metrics"], input=text,
+                                   capture_output=True, text=True)
+    # promtool prints its findings and may still exit 0: any output is a failure.
+    assert (lint.returncode, lint.stdout, lint.stderr) == (0, "", "")
+    store.close()
