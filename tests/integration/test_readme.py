@@ -20,7 +20,7 @@ def quick_start_commands() -> list[str]:
 
 
 def test_ci_runs_the_readme_test_command():
-    demo, test = quick_start_commands()
+    _demo, test = quick_start_commands()
     ci = (ROOT / ".ci" / "run").read_text()
     assert re.search(rf"^exec {re.escape(test)}\b", ci, re.M)
 
