@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from probes.checks import CheckBase
+from probes.checks import CheckBase, icmp
 from probes.config import ProbeConfig
 from probes.outbox import Outbox
 from probes.reporters.http_push import HttpPusher
@@ -48,6 +48,7 @@ class Probe:
             )
 
     async def run(self) -> None:
+        icmp.engine(self.config.icmp)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "once":
         from probes.rounds import measure_all
 
-        results = asyncio.run(measure_all(config.checks, config.probe_id, config.mission))
+        results = asyncio.run(measure_all(config))
         for m in results:
             print(json.dumps(m.model_dump(mode="json")))
         return 0 if all(m.ok for m in results) else 1

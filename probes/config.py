@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from probes.checks import CheckConfig
+from probes.checks.icmp import IcmpSettings
 from probes.configfile import load_model, resolve_path
 from probes.logsetup import LoggingSettings
 from probes.measurement import Identifier, MissionCode
@@ -64,6 +65,7 @@ class ProbeConfig(_Section):
     outbox: Path = Field(description="SQLite file holding results until acknowledged")
     collector: CollectorSettings
     checks: list[CheckConfig] = Field(min_length=1)
+    icmp: IcmpSettings = IcmpSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @field_validator("outbox")

@@ -39,6 +39,7 @@ class FailureReason(StrEnum):
     TLS = "tls"
     HTTP_STATUS = "http_status"
     BODY_MISMATCH = "body_mismatch"
+    UNEXPECTED_ANSWER = "unexpected_answer"
     ERROR = "error"
 
 
@@ -59,6 +60,9 @@ class IcmpFigures(_Strict):
     rtt_mean_s: Seconds | None = None
     rtt_max_s: Seconds | None = None
     rtt_stddev_s: Seconds | None = None
+    # RFC 3550 interarrival jitter: the probe's running estimate for this check, updated
+    # with this round's consecutive replies. None until two replies have been seen.
+    jitter_s: Seconds | None = None
     samples_s: list[Seconds] = Field(default_factory=list, max_length=10_000)
 
     @model_validator(mode="after")
@@ -81,10 +85,45 @@ class IcmpFigures(_Strict):
         return self
 
 
-class TcpFigures(_Strict):
-    """Time to complete the TCP handshake; absent when it did not complete."""
+class TlsFigures(_Strict):
+    """The TLS side of a tcp (with tls) or https round; absent fields did not happen."""
+
+    tls_s: Seconds | None = None  # handshake time
+    tls_version: Annotated[str, Field(max_length=16)] | None = None  # e.g. TLSv1.3
+    # Earliest notAfter over the certificate chain the server presented.
+    tls_cert_not_after: AwareDatetime | None = None
+
+
+class TcpFigures(TlsFigures):
+    """Time to complete the TCP handshake (absent when it did not complete), then
+    optionally a TLS handshake."""
 
     connect_s: Seconds | None = None
+
+
+class HttpFigures(TlsFigures):
+    """An HTTP(S) request, phase by phase, for the last request of the redirect chain."""
+
+    dns_s: Seconds | None = None
+    connect_s: Seconds | None = None
+    first_byte_s: Seconds | None = None  # request sent to first byte of the answer
+    transfer_s: Seconds | None = None  # first byte to last byte of the body
+    status_code: Annotated[int, Field(ge=100, le=599)] | None = None
+    http_version: Annotated[str, Field(max_length=16)] | None = None
+    redirects: Annotated[int, Field(ge=0, le=100)] = 0
+    final_url: Annotated[str, Field(max_length=2048)] | None = None
+    body_bytes: NonNegativeInt | None = None
+    body_matched: bool | None = None  # None when no body_regex is configured
+
+
+class DnsFigures(_Strict):
+    """One query to one resolver."""
+
+    query_s: Seconds | None = None
+    rcode: Annotated[str, Field(max_length=16)] | None = None  # NOERROR, NXDOMAIN, ...
+    answers: Annotated[list[Annotated[str, Field(max_length=512)]], Field(max_length=100)] = (
+        Field(default_factory=list))  # sorted
+    transport: Literal["udp", "tcp"] | None = None  # tcp after a truncated UDP answer
 
 
 class _MeasurementBase(_Strict):
@@ -101,6 +140,10 @@ class _MeasurementBase(_Strict):
     reason: FailureReason | None = None
     detail: Annotated[str, Field(max_length=500)] | None = None
     confirmation: bool = False
+    # Whether the probe's own side (default gateway, resolver) was healthy at the time;
+    # None when not checked. A failure with local_ok false is the mission's LAN, not the
+    # target.
+    local_ok: bool | None = None
 
     @field_validator("started_at")
     @classmethod
@@ -126,8 +169,18 @@ class TcpMeasurement(_MeasurementBase):
     figures: TcpFigures
 
 
-Measurement = Annotated[IcmpMeasurement | TcpMeasurement, Field(discriminator="kind")]
-MEASUREMENT_KINDS = ("icmp", "tcp")
+class HttpMeasurement(_MeasurementBase):
+    kind: Literal["http"] = "http"
+    figures: HttpFigures
+
+
+class DnsMeasurement(_MeasurementBase):
+    kind: Literal["dns"] = "dns"
+    figures: DnsFigures
+
+
+AnyMeasurement = IcmpMeasurement | TcpMeasurement | HttpMeasurement | DnsMeasurement
+Measurement = Annotated[AnyMeasurement, Field(discriminator="kind")]
 
 
 class Batch(_Strict):

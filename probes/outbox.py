@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from probes.measurement import IcmpMeasurement, TcpMeasurement
+from probes.measurement import AnyMeasurement
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -60,7 +60,7 @@ class Outbox:
 
     # --- synchronous primitives (run on the worker thread) ---
 
-    def append_sync(self, measurement: IcmpMeasurement | TcpMeasurement) -> int:
+    def append_sync(self, measurement: AnyMeasurement) -> int:
         body = measurement.model_dump_json(exclude={"seq"})
         with self._db:
             cursor = self._db.execute(
@@ -102,7 +102,7 @@ class Outbox:
 
     # --- the asynchronous interface the probe uses ---
 
-    async def append(self, measurement: IcmpMeasurement | TcpMeasurement) -> int:
+    async def append(self, measurement: AnyMeasurement) -> int:
         return await self._call(self.append_sync, measurement)
 
     async def peek(self, limit: int) -> list[tuple[int, str]]:

@@ -7,15 +7,16 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from probes.checks import KINDS, CheckBase, CheckOutcome
-from probes.measurement import FailureReason, IcmpMeasurement, TcpMeasurement
+from probes.checks import KINDS, CheckBase, CheckOutcome, icmp
+from probes.config import ProbeConfig
+from probes.measurement import AnyMeasurement, FailureReason
 
 log = logging.getLogger(__name__)
 
 
 async def measure(
     check: CheckBase, probe_id: str, mission: str
-) -> IcmpMeasurement | TcpMeasurement:
+) -> AnyMeasurement:
     kind = KINDS[check.kind]  # type: ignore[attr-defined]
     started_at = datetime.now(UTC)
     started = time.perf_counter()
@@ -43,5 +44,8 @@ async def measure(
     )
 
 
-async def measure_all(checks: list[CheckBase], probe_id: str, mission: str) -> list:
-    return await asyncio.gather(*(measure(c, probe_id, mission) for c in checks))
+async def measure_all(config: ProbeConfig) -> list[AnyMeasurement]:
+    """Every check once, at the same time (`unhindered-probe once`)."""
+    icmp.engine(config.icmp)
+    return await asyncio.gather(*(measure(c, config.probe_id, config.mission)
+                                  for c in config.checks))

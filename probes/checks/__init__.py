@@ -9,9 +9,15 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from probes.checks import icmp, tcp
+from probes.checks import dns, http, icmp, tcp
 from probes.checks.base import CheckBase, CheckOutcome
-from probes.measurement import IcmpMeasurement, TcpFigures, TcpMeasurement
+from probes.measurement import (
+    DnsMeasurement,
+    HttpMeasurement,
+    IcmpMeasurement,
+    TcpFigures,
+    TcpMeasurement,
+)
 
 
 @dataclass(frozen=True)
@@ -25,8 +31,12 @@ class CheckKind:
 KINDS: dict[str, CheckKind] = {
     "icmp": CheckKind(icmp.IcmpCheck, icmp.run, IcmpMeasurement, icmp.no_figures),
     "tcp": CheckKind(tcp.TcpCheck, tcp.run, TcpMeasurement, TcpFigures),
+    "http": CheckKind(http.HttpCheck, http.run, HttpMeasurement, http.no_figures),
+    "dns": CheckKind(dns.DnsCheck, dns.run, DnsMeasurement, dns.no_figures),
 }
 
-CheckConfig = Annotated[icmp.IcmpCheck | tcp.TcpCheck, Field(discriminator="kind")]
+CheckConfig = Annotated[
+    icmp.IcmpCheck | tcp.TcpCheck | http.HttpCheck | dns.DnsCheck, Field(discriminator="kind")
+]
 
 __all__ = ["KINDS", "CheckBase", "CheckConfig", "CheckKind", "CheckOutcome"]

@@ -1,15 +1,20 @@
-"""ICMP echo rounds: N requests per round, loss and RTT statistics.
+"""ICMP echo rounds: N requests per round, loss, RTT statistics and jitter.
 
-All ICMP checks of a probe share one socket per address family and one sequence space
-(like fping), so replies are matched by sequence number and concurrent rounds never
-steal each other's answers. Receive times come from the kernel (SO_TIMESTAMPNS) and send
-times from the same realtime clock just before sendto.
+Like fping, the probe has one ICMP engine: one socket per address family and one
+sequence space for every ICMP check, a global minimum gap between any two packets it
+sends, and a sequence map that matches replies, counts duplicates and keeps each number
+out of use for a while after its round ended, so a late reply is never mistaken for a
+new one. Receive times come from the kernel (SO_TIMESTAMPNS), send times from the same
+realtime clock just before sendto; without a kernel timestamp both ends use the
+monotonic clock. ICMP errors (unreachable, time exceeded) that quote one of our requests
+end that request at once, with the error as the failure reason.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import logging
 import os
 import random
@@ -21,15 +26,22 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from probes.checks.base import CheckBase, CheckOutcome, ResolveError, resolve
 from probes.measurement import FailureReason, IcmpFigures
 
 log = logging.getLogger(__name__)
 
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux value; Python lacks the name
+# Linux values that Python's socket module does not name.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
+IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
+MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
+SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6 = 2, 3
+
 _TIMESPEC = struct.Struct("@qq")
+_EXTENDED_ERR = struct.Struct("@IBBBBII")  # errno, origin, type, code, pad, info, data
 _ECHO = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
 _COOKIE = b"unhindered"
 
@@ -38,14 +50,25 @@ ECHO_REPLY = {4: 0, 6: 129}
 # ICMP errors that quote our request: destination unreachable, time exceeded.
 ERROR_TYPES = {4: {3: "destination unreachable", 11: "time exceeded"},
                6: {1: "destination unreachable", 3: "time exceeded"}}
+SEQ_QUARANTINE_S = 10.0  # a sequence number is not reused sooner than this
+
+
+class IcmpSettings(BaseModel):
+    """The probe-wide ICMP engine settings (the `icmp:` section of the probe's config)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    socket: Literal["auto", "raw", "datagram"] = Field(
+        "auto", description="auto: raw when privileged, else the unprivileged datagram socket")
+    min_gap_s: float = Field(0.001, ge=0, le=1,
+                             description="least time between any two packets the probe sends")
 
 
 class IcmpCheck(CheckBase):
     kind: Literal["icmp"]
     count: int = Field(5, ge=1, le=100, description="echo requests per round")
     packet_interval_s: float = Field(
-        0.5, ge=0.01, le=10, description="seconds between the requests of one round"
-    )
+        0.5, ge=0.01, le=10, description="seconds between the requests of one round")
     payload_bytes: int = Field(56, ge=16, le=1400)
 
 
@@ -59,126 +82,162 @@ def _checksum(data: bytes) -> int:
 
 
 @dataclass
-class _Pending:
+class _Request:
     address: str
-    sent_ns: int
-    future: asyncio.Future[int | str]  # receive time in ns, or an ICMP error text
-    replies: int = 0
+    sent_ns: int  # realtime, comparable with kernel timestamps
+    sent_mono_ns: int
+    future: asyncio.Future[int | str]  # RTT in ns, or an ICMP error text
+    expires_mono: float = float("inf")
 
 
 @dataclass
 class _Round:
     duplicates: int = 0
-    pending: list[_Pending] = field(default_factory=list)
+    requests: list[_Request] = field(default_factory=list)
+
+
+@dataclass
+class EngineCounters:
+    sent: int = 0
+    late_replies: int = 0  # replies after their round ended
+    duplicates: int = 0
+    errors: int = 0  # ICMP errors attributed to our requests
 
 
 class IcmpSocket:
     """One socket of one family, shared by every round the probe runs."""
 
-    def __init__(self, version: Literal[4, 6]) -> None:
+    def __init__(self, version: Literal[4, 6], engine: IcmpEngine) -> None:
         self.version = version
+        self.engine = engine
         family = socket.AF_INET if version == 4 else socket.AF_INET6
         proto = socket.IPPROTO_ICMP if version == 4 else socket.IPPROTO_ICMPV6
-        try:
-            self.sock = socket.socket(family, socket.SOCK_RAW, proto)
-            self.mode = "raw"
-        except PermissionError:
-            try:
-                self.sock = socket.socket(family, socket.SOCK_DGRAM, proto)
-            except PermissionError as exc:
-                raise PermissionError(
-                    "ICMP needs root or CAP_NET_RAW (raw socket), or "
-                    "net.ipv4.ping_group_range covering this process's group "
-                    f"(gid {os.getgid()}) for the unprivileged datagram socket"
-                ) from exc
-            self.mode = "datagram"
+        self.sock, self.mode = self._open(family, proto, engine.settings.socket)
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        if self.mode == "datagram":
+            # Datagram sockets get ICMP errors only through the error queue.
+            level = socket.IPPROTO_IP if version == 4 else socket.IPPROTO_IPV6
+            self.sock.setsockopt(level, IP_RECVERR if version == 4 else IPV6_RECVERR, 1)
         # The kernel rewrites the identifier of datagram sockets; raw sockets see every
         # ICMP packet of the host, so ours must be random to tell them apart.
         self.identifier = random.getrandbits(16)
         self._next_seq = random.getrandbits(16)
-        self._pending: dict[int, tuple[_Pending, _Round]] = {}
+        self._requests: dict[int, tuple[_Request, _Round]] = {}
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self.sock.fileno(), self._on_readable)
         log.info("ICMPv%d socket opened in %s mode", version, self.mode)
+
+    @staticmethod
+    def _open(family: int, proto: int, wanted: str) -> tuple[socket.socket, str]:
+        if wanted in ("auto", "raw"):
+            try:
+                return socket.socket(family, socket.SOCK_RAW, proto), "raw"
+            except PermissionError:
+                if wanted == "raw":
+                    raise PermissionError(
+                        "icmp.socket is raw, which needs root or CAP_NET_RAW") from None
+        try:
+            return socket.socket(family, socket.SOCK_DGRAM, proto), "datagram"
+        except PermissionError as exc:
+            raise PermissionError(
+                "ICMP needs root or CAP_NET_RAW (raw socket), or net.ipv4.ping_group_range "
+                f"covering this process's group (gid {os.getgid()}) for the unprivileged "
+                "datagram socket") from exc
 
     def close(self) -> None:
         self._loop.remove_reader(self.sock.fileno())
         self.sock.close()
 
     def _allocate_seq(self) -> int:
+        now = time.monotonic()
         for _ in range(65_536):
             seq = self._next_seq
             self._next_seq = (self._next_seq + 1) & 0xFFFF
-            if seq not in self._pending:
+            entry = self._requests.get(seq)
+            if entry is None or entry[0].expires_mono <= now:
                 return seq
-        raise RuntimeError("all 65,536 ICMP sequence numbers are in flight")
+        raise RuntimeError("all 65,536 ICMP sequence numbers are in use")
 
     def send(self, rnd: _Round, address: str, payload_bytes: int) -> None:
         seq = self._allocate_seq()
         payload = (_COOKIE + os.urandom(payload_bytes))[:payload_bytes]
-        header = _ECHO.pack(ECHO_REQUEST[self.version], 0, 0, self.identifier, seq)
-        packet = header + payload
+        checksum = 0
         if self.version == 4:  # the kernel computes ICMPv6 checksums itself
-            packet = _ECHO.pack(8, 0, _checksum(packet), self.identifier, seq) + payload
-        pending = _Pending(address, 0, self._loop.create_future())
-        self._pending[seq] = (pending, rnd)
-        rnd.pending.append(pending)
-        pending.sent_ns = time.time_ns()
+            checksum = _checksum(_ECHO.pack(8, 0, 0, self.identifier, seq) + payload)
+        packet = _ECHO.pack(ECHO_REQUEST[self.version], 0, checksum, self.identifier, seq)
+        request = _Request(address, 0, 0, self._loop.create_future())
+        self._requests[seq] = (request, rnd)
+        rnd.requests.append(request)
+        request.sent_mono_ns = time.monotonic_ns()
+        request.sent_ns = time.time_ns()
         try:
-            self.sock.sendto(packet, (address, 0))
+            self.sock.sendto(packet + payload, (address, 0))
+            self.engine.counters.sent += 1
         except OSError as exc:
-            pending.future.set_result(f"send failed: {exc.strerror or exc}")
+            request.future.set_result(f"send failed: {exc.strerror or exc}")
 
     def release(self, rnd: _Round) -> None:
-        for seq in [s for s, (_, r) in self._pending.items() if r is rnd]:
-            del self._pending[seq]
+        """The round is over: its numbers stay reserved a while to recognise late replies."""
+        expires = time.monotonic() + SEQ_QUARANTINE_S
+        for request in rnd.requests:
+            request.expires_mono = expires
 
     def _on_readable(self) -> None:
-        while True:
+        if self.mode == "datagram":
+            self._drain_error_queue()
+        for _ in range(10_000):  # bounded: never spin on a socket that keeps failing
             try:
-                data, ancdata, _flags, source = self.sock.recvmsg(65_535, 64)
+                data, ancdata, _flags, source = self.sock.recvmsg(65_535, 256)
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:
-                log.warning("ICMPv%d receive failed: %s", self.version, exc)
+            except OSError:
+                # A datagram socket reports a queued ICMP error once on a plain read too;
+                # the error queue, read above and on the next wake-up, has the details.
+                if self.mode == "datagram":
+                    self._drain_error_queue()
+                    continue
                 return
-            received_ns = time.time_ns()
+            rtt_ns = None
             for level, kind, value in ancdata:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                     sec, nsec = _TIMESPEC.unpack(value[: _TIMESPEC.size])
-                    received_ns = sec * 1_000_000_000 + nsec
-            self._dispatch(data, source[0], received_ns)
+                    rtt_ns = sec * 1_000_000_000 + nsec
+            self._dispatch(data, source[0], rtt_ns, time.monotonic_ns())
 
-    def _dispatch(self, data: bytes, source: str, received_ns: int) -> None:
+    def _dispatch(self, data: bytes, source: str, kernel_ns: int | None, mono_ns: int) -> None:
         if self.version == 4 and self.mode == "raw":
             data = data[(data[0] & 0x0F) * 4 :]  # raw IPv4 sockets include the IP header
         if len(data) < _ECHO.size:
             return
         icmp_type, _code, _sum, identifier, seq = _ECHO.unpack_from(data)
         if icmp_type == ECHO_REPLY[self.version]:
-            self._on_reply(identifier, seq, source, received_ns)
-        elif icmp_type in ERROR_TYPES[self.version]:
-            self._on_error(data, source, ERROR_TYPES[self.version][icmp_type])
+            self._on_reply(identifier, seq, source, kernel_ns, mono_ns)
+        elif icmp_type in ERROR_TYPES[self.version] and self.mode == "raw":
+            self._on_raw_error(data, source, ERROR_TYPES[self.version][icmp_type])
 
-    def _on_reply(self, identifier: int, seq: int, source: str, received_ns: int) -> None:
+    def _on_reply(self, identifier: int, seq: int, source: str, kernel_ns: int | None,
+                  mono_ns: int) -> None:
         if self.mode == "raw" and identifier != self.identifier:
-            return
-        entry = self._pending.get(seq)
+            return  # another program's ping
+        entry = self._requests.get(seq)
         if entry is None:
             return
-        pending, rnd = entry
-        if ipaddress.ip_address(source) != ipaddress.ip_address(pending.address):
+        request, rnd = entry
+        if ipaddress.ip_address(source) != ipaddress.ip_address(request.address):
             return
-        pending.replies += 1
-        if pending.future.done():
+        if request.expires_mono != float("inf"):
+            self.engine.counters.late_replies += 1
+        elif request.future.done():
             rnd.duplicates += 1
+            self.engine.counters.duplicates += 1
+        elif kernel_ns is not None:
+            request.future.set_result(kernel_ns - request.sent_ns)
         else:
-            pending.future.set_result(received_ns)
+            request.future.set_result(mono_ns - request.sent_mono_ns)
 
-    def _on_error(self, data: bytes, source: str, text: str) -> None:
-        # The error quotes our request: its IP header, then its first 8 bytes.
+    def _on_raw_error(self, data: bytes, source: str, text: str) -> None:
+        # The error quotes our request: its IP header, then at least its first 8 bytes.
         quoted = data[8:]
         if self.version == 4:
             if len(quoted) < 20:
@@ -189,32 +248,89 @@ class IcmpSocket:
         if len(quoted) < _ECHO.size:
             return
         icmp_type, _code, _sum, identifier, seq = _ECHO.unpack_from(quoted)
-        if icmp_type != ECHO_REQUEST[self.version]:
-            return
-        if self.mode == "raw" and identifier != self.identifier:
-            return
-        entry = self._pending.get(seq)
+        if icmp_type == ECHO_REQUEST[self.version] and identifier == self.identifier:
+            self._fail(seq, f"{text} from {source}")
+
+    def _drain_error_queue(self) -> None:
+        while True:
+            try:
+                data, ancdata, _flags, _addr = self.sock.recvmsg(65_535, 512, MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            if len(data) < _ECHO.size:
+                continue
+            seq = _ECHO.unpack_from(data)[4]  # the queued packet is our own request
+            for _level, _kind, value in ancdata:
+                if len(value) < _EXTENDED_ERR.size:
+                    continue
+                _errno, origin, icmp_type, _code, _pad, _info, _data = _EXTENDED_ERR.unpack_from(
+                    value)
+                if origin not in (SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6):
+                    continue
+                text = ERROR_TYPES[self.version].get(icmp_type, f"ICMP error type {icmp_type}")
+                offender = _offender(value[_EXTENDED_ERR.size :])
+                self._fail(seq, f"{text} from {offender}" if offender else text)
+
+    def _fail(self, seq: int, text: str) -> None:
+        entry = self._requests.get(seq)
         if entry is not None and not entry[0].future.done():
-            entry[0].future.set_result(f"{text} from {source}")
+            entry[0].future.set_result(text)
+            self.engine.counters.errors += 1
 
 
-_sockets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, IcmpSocket]] = (
-    weakref.WeakKeyDictionary()
-)
+def _offender(sockaddr: bytes) -> str | None:
+    """The address that sent the ICMP error, from the sockaddr after sock_extended_err."""
+    if len(sockaddr) >= 8 and int.from_bytes(sockaddr[:2], "little") == socket.AF_INET:
+        return socket.inet_ntop(socket.AF_INET, sockaddr[4:8])
+    if len(sockaddr) >= 24 and int.from_bytes(sockaddr[:2], "little") == socket.AF_INET6:
+        return socket.inet_ntop(socket.AF_INET6, sockaddr[8:24])
+    return None
 
 
-def icmp_socket(version: Literal[4, 6]) -> IcmpSocket:
-    """The shared socket of this event loop for this family, opened on first use."""
-    per_loop = _sockets.setdefault(asyncio.get_running_loop(), {})
-    if version not in per_loop:
-        per_loop[version] = IcmpSocket(version)
-    return per_loop[version]
+class IcmpEngine:
+    """Every ICMP packet of the probe goes through here, in one event loop."""
+
+    def __init__(self, settings: IcmpSettings) -> None:
+        self.settings = settings
+        self.counters = EngineCounters()
+        self.sockets: dict[int, IcmpSocket] = {}
+        self.jitter: dict[str, float] = {}  # check id -> running RFC 3550 estimate
+        self._pacing = asyncio.Lock()
+        self._last_send = 0.0
+
+    def socket_for(self, version: Literal[4, 6]) -> IcmpSocket:
+        if version not in self.sockets:
+            self.sockets[version] = IcmpSocket(version, self)
+        return self.sockets[version]
+
+    async def send(self, sock: IcmpSocket, rnd: _Round, address: str, payload: int) -> None:
+        async with self._pacing:
+            wait = self._last_send + self.settings.min_gap_s - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            sock.send(rnd, address, payload)
+            self._last_send = time.monotonic()
+
+    def close(self) -> None:
+        for sock in self.sockets.values():
+            sock.close()
+        self.sockets.clear()
 
 
-def socket_modes() -> dict[int, str]:
-    """Which kind of socket each family uses in this loop ({} before the first round)."""
+_engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, IcmpEngine] = (
+    weakref.WeakKeyDictionary())
+
+
+def engine(settings: IcmpSettings | None = None) -> IcmpEngine:
+    """This event loop's engine; settings given before the first round take effect."""
     loop = asyncio.get_running_loop()
-    return {v: s.mode for v, s in _sockets.get(loop, {}).items()}
+    current = _engines.get(loop)
+    if current is None or (settings is not None and settings != current.settings
+                           and not current.sockets):
+        current = _engines[loop] = IcmpEngine(settings or IcmpSettings())
+    return current
 
 
 def no_figures() -> IcmpFigures:
@@ -225,39 +341,44 @@ async def run(check: IcmpCheck) -> CheckOutcome:
     try:
         address = await resolve(check.target, check.ip_version)
     except ResolveError as exc:
-        return CheckOutcome(
-            ok=False, reason=FailureReason.DNS, detail=str(exc),
-            figures=no_figures(),
-        )
-    sock = icmp_socket(address.version)
+        return CheckOutcome(ok=False, reason=FailureReason.DNS, detail=str(exc),
+                            figures=no_figures())
+    icmp = engine()
+    sock = icmp.socket_for(address.version)
     rnd = _Round()
     try:
         for i in range(check.count):
             if i:
                 await asyncio.sleep(check.packet_interval_s)
-            sock.send(rnd, str(address), check.payload_bytes)
+            await icmp.send(sock, rnd, str(address), check.payload_bytes)
         # Each request gets timeout_s from its own send time; the last one bounds the wait.
-        await asyncio.wait([p.future for p in rnd.pending], timeout=check.timeout_s)
+        await asyncio.wait([r.future for r in rnd.requests], timeout=check.timeout_s)
     finally:
         sock.release(rnd)
-    return _outcome(check, address.version, rnd)
+    return _outcome(check, address.version, rnd, icmp.jitter)
 
 
-def _outcome(check: IcmpCheck, version: Literal[4, 6], rnd: _Round) -> CheckOutcome:
-    samples: list[float] = []
+def _outcome(check: IcmpCheck, version: Literal[4, 6], rnd: _Round,
+             jitter: dict[str, float]) -> CheckOutcome:
+    in_order: list[float] = []  # RTTs in send order, for jitter
     errors: list[str] = []
-    for pending in rnd.pending:
-        if not pending.future.done():
+    for request in rnd.requests:
+        if not request.future.done():
             continue
-        result = pending.future.result()
+        result = request.future.result()
         if isinstance(result, str):
             errors.append(result)
-            continue
-        rtt = (result - pending.sent_ns) / 1e9
-        if 0 <= rtt <= check.timeout_s:  # a late or clock-jumped reply counts as lost
-            samples.append(rtt)
-    samples.sort()
-    sent = len(rnd.pending)
+        elif 0 <= result / 1e9 <= check.timeout_s:  # late or clock-jumped: counts as lost
+            in_order.append(result / 1e9)
+    samples = sorted(in_order)
+    # RFC 3550 6.4.1: J += (|D(i-1,i)| - J) / 16, where D is the difference of the transit
+    # times of consecutive packets, which for echo requests is the difference of RTTs.
+    estimate = jitter.get(check.id)
+    for previous, current in itertools.pairwise(in_order):
+        estimate = (estimate or 0.0) + (abs(current - previous) - (estimate or 0.0)) / 16
+    if estimate is not None:
+        jitter[check.id] = estimate
+    sent = len(rnd.requests)
     figures = IcmpFigures(
         sent=sent,
         received=len(samples),
@@ -268,17 +389,19 @@ def _outcome(check: IcmpCheck, version: Literal[4, 6], rnd: _Round) -> CheckOutc
         rtt_mean_s=statistics.fmean(samples) if samples else None,
         rtt_max_s=samples[-1] if samples else None,
         rtt_stddev_s=statistics.pstdev(samples) if samples else None,
+        jitter_s=estimate,
         samples_s=samples,
     )
     if samples:
         return CheckOutcome(ok=True, ip_version=version, figures=figures)
     if errors:
-        return CheckOutcome(
-            ok=False, reason=FailureReason.UNREACHABLE, detail=errors[0],
-            ip_version=version, figures=figures,
-        )
+        # Our own failure to send (no route, a local firewall) is not the target's fault
+        # unless the network was unreachable.
+        local = all(e.startswith("send failed") and "unreachable" not in e for e in errors)
+        reason = FailureReason.ERROR if local else FailureReason.UNREACHABLE
+        return CheckOutcome(ok=False, reason=reason, detail=errors[0], ip_version=version,
+                            figures=figures)
     return CheckOutcome(
         ok=False, reason=FailureReason.TIMEOUT,
         detail=f"no reply to {sent} echo requests within {check.timeout_s} s",
-        ip_version=version, figures=figures,
-    )
+        ip_version=version, figures=figures)
