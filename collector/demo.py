@@ -69,6 +69,9 @@ def _probe_config(directory: Path, mission: str, host: str, port: int, collector
         "collector": {"urls": [collector], "token_file": f"{probe_id}.token",
                       "batch_max_age_s": 2},
         "checks": checks,
+        # The demo's probes run on this machine: their gateway and resolver are real
+        # ones, which the demo must never contact.
+        "local": {"gateway": "none", "resolver": "none"},
     }
     path = directory / f"{probe_id}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))

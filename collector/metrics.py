@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 
 from prometheus_client import (
     CollectorRegistry,
@@ -31,8 +32,20 @@ _FIGURE_GAUGES = [
      "Population standard deviation of the round-trip times of the newest ICMP round."),
     ("loss_ratio", "unhindered_check_loss_ratio",
      "Share of echo requests of the newest ICMP round that got no reply (0 to 1)."),
+    ("jitter_s", "unhindered_check_jitter_seconds",
+     "RFC 3550 interarrival jitter estimate after the newest ICMP round."),
     ("connect_s", "unhindered_check_connect_seconds",
-     "TCP handshake time of the newest TCP round."),
+     "TCP handshake time of the newest TCP or HTTP round."),
+    ("tls_s", "unhindered_check_tls_handshake_seconds",
+     "TLS handshake time of the newest round."),
+    ("tls_cert_not_after", "unhindered_check_tls_cert_not_after_timestamp_seconds",
+     "Earliest expiry in the certificate chain of the newest round (Unix seconds)."),
+    ("first_byte_s", "unhindered_check_http_first_byte_seconds",
+     "Request sent to first byte of the answer, newest HTTP round."),
+    ("status_code", "unhindered_check_http_status_code",
+     "HTTP status of the newest HTTP round (after redirects)."),
+    ("query_s", "unhindered_check_dns_query_seconds",
+     "Query time of the newest DNS round."),
 ]
 
 
@@ -63,6 +76,11 @@ class FleetCollector(Collector):
             "unhindered_check_failure_reason",
             "1 with the failure reason of the newest round, when it failed.",
             labels=[*CHECK_LABELS, "reason"])
+        local = GaugeMetricFamily(
+            "unhindered_check_local_ok",
+            "1 when the probe's own gateway and resolver were healthy at the newest round, "
+            "0 when not (a failure then lies inside the mission); absent when unchecked.",
+            labels=CHECK_LABELS)
         last = GaugeMetricFamily(
             "unhindered_check_last_measurement_timestamp_seconds",
             "Probe-clock start time of the newest round (Unix seconds).", labels=CHECK_LABELS)
@@ -87,6 +105,8 @@ class FleetCollector(Collector):
             if c.last_ok is not None:
                 success.add_metric(labels, 1 if c.last_ok else 0)
                 last.add_metric(labels, c.last_started_at)
+            if c.last_local_ok is not None:
+                local.add_metric(labels, 1 if c.last_local_ok else 0)
             if c.last_ok is False and c.last_reason:
                 reason.add_metric([*labels, c.last_reason], 1)
             if c.since is not None:
@@ -96,6 +116,8 @@ class FleetCollector(Collector):
             for key, family in figures.items():
                 # A round with no reply has no RTT: export no sample rather than a zero.
                 value = c.figures.get(key)
+                if isinstance(value, datetime):
+                    value = value.timestamp()
                 if value is not None:
                     family.add_metric(labels, value)
 
@@ -112,7 +134,7 @@ class FleetCollector(Collector):
             if p.backlog is not None:
                 backlog.add_metric([p.probe_id, p.mission], p.backlog)
 
-        yield from (info, up, state, success, reason, last, since, rounds, failed,
+        yield from (info, up, state, success, reason, local, last, since, rounds, failed,
                     *figures.values(), report, backlog)
 
 

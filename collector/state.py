@@ -26,6 +26,7 @@ class CheckState:
     last_started_at: float = 0.0
     last_ok: bool | None = None
     last_reason: str | None = None
+    last_local_ok: bool | None = None
     figures: dict = field(default_factory=dict)
     rounds_total: int = 0
     rounds_failed: int = 0
@@ -65,6 +66,7 @@ class FleetState:
         check.last_started_at = started
         check.last_ok = m.ok
         check.last_reason = m.reason.value if m.reason else None
+        check.last_local_ok = m.local_ok
         check.figures = m.figures.model_dump()
         new_state = "up" if m.ok else "down"
         if new_state != check.state:

@@ -67,6 +67,7 @@ results = Table(
     Column("reason", String(16)),
     Column("detail", Text),
     Column("confirmation", Boolean, nullable=False),
+    Column("local_ok", Boolean),
     Column("figures", Text, nullable=False),
     Column("received_at", Float, nullable=False),
     UniqueConstraint("probe_id", "outbox_id", "seq", name="results_probe_seq"),
@@ -209,7 +210,8 @@ def _row(m, outbox_id: str, received_at: float) -> dict:
         "ip_version": m.ip_version, "started_at": m.started_at.timestamp(),
         "duration_s": m.duration_s, "ok": m.ok,
         "reason": m.reason.value if m.reason else None, "detail": m.detail,
-        "confirmation": m.confirmation, "figures": m.figures.model_dump_json(),
+        "confirmation": m.confirmation, "local_ok": m.local_ok,
+        "figures": m.figures.model_dump_json(),
         "received_at": received_at,
     }
 
@@ -221,7 +223,7 @@ def measurement_from_row(row) -> Measurement:
         "target": row.target, "ip_version": row.ip_version,
         "started_at": row.started_at, "duration_s": row.duration_s, "ok": row.ok,
         "reason": row.reason, "detail": row.detail, "confirmation": row.confirmation,
-        "figures": json.loads(row.figures),
+        "local_ok": row.local_ok, "figures": json.loads(row.figures),
     })
 
 

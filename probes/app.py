@@ -1,4 +1,5 @@
-"""The probe service: schedules every check, queues results in the outbox, pushes them."""
+"""The probe service: schedules every check, confirms changes quickly, stamps results with
+the health of the local side, queues them in the outbox and pushes them."""
 
 from __future__ import annotations
 
@@ -6,39 +7,104 @@ import asyncio
 import logging
 import random
 import signal
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from probes import config as probe_config
 from probes.checks import CheckBase, icmp
 from probes.config import ProbeConfig
+from probes.configfile import ConfigError
+from probes.local import LocalContext
+from probes.measurement import AnyMeasurement
 from probes.outbox import Outbox
 from probes.reporters.http_push import HttpPusher
 from probes.rounds import measure
+from probes.selfmetrics import ProbeMetrics
 
 log = logging.getLogger(__name__)
 
 
 class Probe:
-    def __init__(self, config: ProbeConfig) -> None:
+    def __init__(self, config: ProbeConfig, config_path: Path | None = None) -> None:
         self.config = config
+        self.config_path = config_path
         token = config.collector.read_token()  # fail at start, not at the first push
         self.outbox = Outbox(config.outbox)
         self.pusher = HttpPusher(config.collector, self.outbox, config.probe_id,
                                  config.mission, token)
+        self.local = LocalContext(config.local)
+        self.metrics = ProbeMetrics(self.pusher)
         self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self._last_ok: dict[str, bool] = {}
+        self._local_run: asyncio.Future | None = None
+        self._local_run_started = 0.0
+
+    # --- rounds ---
+
+    async def _measure(self, check: CheckBase, confirmation: float | None = None
+                       ) -> AnyMeasurement:
+        """One round. For a confirmation round, `confirmation` is when the round it
+        confirms began: a local check run since then still tells about the local side."""
+        started = time.monotonic() if confirmation is None else confirmation
+        m = await measure(check, self.config.probe_id, self.config.mission,
+                          confirmation=confirmation is not None)
+        self.metrics.rounds.labels(check.id, "ok" if m.ok else "failed").inc()
+        self.metrics.round_seconds.labels(check.id).set(m.duration_s)
+        if check.group == "local":
+            self.local.note(m)
+        elif not m.ok:
+            await self._check_local_side(started)
+        if check.group != "local":
+            m = m.model_copy(update={"local_ok": self.local.healthy()})
+        return m
+
+    async def _check_local_side(self, since: float) -> None:
+        """A round failed: is it the target, or our own side? Unless the local checks ran
+        since that round began, run them now; failures at the same moment share one run."""
+        if not self.local.stale(since):
+            return
+        if self._local_run is None or self._local_run_started < since:
+            self._local_run_started = time.monotonic()
+            self._local_run = asyncio.ensure_future(asyncio.gather(
+                *(self.run_round(c) for c in self.local.checks)))
+        await asyncio.shield(self._local_run)
+
+    async def _record(self, m: AnyMeasurement) -> None:
+        seq = await self.outbox.append(m)
+        log.debug("check %s: ok=%s reason=%s confirmation=%s seq=%d", m.check_id, m.ok,
+                  m.reason, m.confirmation, seq)
+        self.pusher.wake()
 
     async def run_round(self, check: CheckBase) -> None:
-        measurement = await measure(check, self.config.probe_id, self.config.mission)
-        seq = await self.outbox.append(measurement)
-        log.debug("check %s: ok=%s reason=%s seq=%d", check.id, measurement.ok,
-                  measurement.reason, seq)
-        self.pusher.wake()
+        started = time.monotonic()
+        m = await self._measure(check)
+        await self._record(m)
+        previous = self._last_ok.get(check.id)
+        self._last_ok[check.id] = m.ok
+        changed = (not m.ok) if previous is None else (m.ok != previous)
+        if not changed:
+            return
+        # The outcome changed: confirm it within seconds instead of waiting a whole
+        # interval, so the collector can change state quickly and only when it is real.
+        for _ in range(check.confirm_count):
+            await asyncio.sleep(check.confirm_interval_s)
+            self.metrics.confirmations.labels(check.id).inc()
+            again = await self._measure(check, confirmation=started)
+            await self._record(again)
+            self._last_ok[check.id] = again.ok
+            if again.ok != m.ok:
+                break
+
+    def _all_checks(self) -> list[CheckBase]:
+        return [*self.local.checks, *self.config.checks]
 
     def schedule(self) -> None:
         now = datetime.now(UTC)
-        for check in self.config.checks:
+        for check in self._all_checks():
             # A random start spreads the rounds so checks and probes do not fire together.
             offset = timedelta(seconds=random.uniform(0, min(check.interval_s, 10)))
             self.scheduler.add_job(
@@ -47,24 +113,64 @@ class Probe:
                 misfire_grace_time=max(1, int(check.interval_s)),
             )
 
+    # --- configuration reload (SIGHUP) ---
+
+    def reload(self) -> bool:
+        """Applies the config file again; a bad file is refused and the running one kept."""
+        if self.config_path is None:
+            return False
+        try:
+            new = probe_config.load(self.config_path)
+            fixed = ("probe_id", "mission", "outbox")
+            changed = [f for f in fixed if getattr(new, f) != getattr(self.config, f)]
+            if changed:
+                raise ConfigError(self.config_path, [
+                    f"{', '.join(changed)} cannot change while the probe runs: restart it"])
+            token = new.collector.read_token()
+        except (ConfigError, OSError) as exc:
+            self.metrics.reloads.labels("refused").inc()
+            log.error("config reload refused, the running configuration stays: %s", exc)
+            return False
+        if new.icmp != self.config.icmp or new.metrics != self.config.metrics:
+            log.warning("the icmp and metrics sections take effect at the next restart")
+        self.config = new
+        self.pusher.reconfigure(new.collector, token)
+        self.local = LocalContext(new.local)
+        self.scheduler.remove_all_jobs()
+        self.schedule()
+        self.metrics.reloads.labels("applied").inc()
+        log.info("config reloaded: %d checks", len(new.checks))
+        return True
+
+    # --- the service ---
+
     async def run(self) -> None:
         icmp.engine(self.config.icmp)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        runner = None
+        if self.config.metrics is not None:
+            runner = await self.metrics.serve(self, self.config.metrics.host,
+                                              self.config.metrics.port)
         self.schedule()
         self.scheduler.start()
         pusher = asyncio.create_task(self.pusher.run(), name="http-push")
         stats = await self.outbox.stats()
-        log.info("probe %s (%s) started: %d checks, outbox %s holds %d results (seq %d)",
-                 self.config.probe_id, self.config.mission, len(self.config.checks),
-                 self.config.outbox, stats.depth, stats.last_seq)
+        log.info("probe %s (%s) started: %d checks (%d local), outbox %s holds %d results "
+                 "(seq %d)", self.config.probe_id, self.config.mission,
+                 len(self.config.checks), len(self.local.checks), self.config.outbox,
+                 stats.depth, stats.last_seq)
         done = asyncio.create_task(stop.wait())
         await asyncio.wait([pusher, done], return_when=asyncio.FIRST_COMPLETED)
         self.scheduler.shutdown(wait=False)
         pusher.cancel()
+        if runner is not None:
+            await runner.cleanup()
         if pusher.done() and not pusher.cancelled() and pusher.exception():
             raise pusher.exception()  # type: ignore[misc]
+        icmp.engine().close()
         self.outbox.close()
         log.info("probe stopped; unacknowledged results stay in the outbox")

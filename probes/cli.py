@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from probes.app import Probe
 
     try:
-        probe = Probe(config)
+        probe = Probe(config, args.config)
     except OSError as exc:
         print(f"unhindered-probe: {args.config}: cannot start: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -19,6 +19,7 @@ from pydantic import (
 from probes.checks import CheckConfig
 from probes.checks.icmp import IcmpSettings
 from probes.configfile import load_model, resolve_path
+from probes.local import GATEWAY_CHECK_ID, RESOLVER_CHECK_ID, LocalSettings
 from probes.logsetup import LoggingSettings
 from probes.measurement import Identifier, MissionCode
 
@@ -59,6 +60,28 @@ class CollectorSettings(_Section):
         return self.token_file.read_text(encoding="utf-8").strip()
 
 
+class MetricsSettings(_Section):
+    """The probe's own /metrics (off unless configured)."""
+
+    listen: str = Field(description="HOST:PORT, e.g. 127.0.0.1:9641")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65_536:
+            raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:9641")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
 class ProbeConfig(_Section):
     probe_id: Identifier
     mission: MissionCode
@@ -66,6 +89,8 @@ class ProbeConfig(_Section):
     collector: CollectorSettings
     checks: list[CheckConfig] = Field(min_length=1)
     icmp: IcmpSettings = IcmpSettings()
+    local: LocalSettings = LocalSettings()
+    metrics: MetricsSettings | None = None
     logging: LoggingSettings = LoggingSettings()
 
     @field_validator("outbox")
@@ -76,8 +101,10 @@ class ProbeConfig(_Section):
     @field_validator("checks")
     @classmethod
     def _unique_ids(cls, checks: list) -> list:
-        seen: set[str] = set()
+        seen = {GATEWAY_CHECK_ID, RESOLVER_CHECK_ID}
         for check in checks:
+            if check.id in (GATEWAY_CHECK_ID, RESOLVER_CHECK_ID):
+                raise ValueError(f"check id {check.id!r} is reserved for the local context")
             if check.id in seen:
                 raise ValueError(f"check id {check.id!r} is used twice")
             seen.add(check.id)

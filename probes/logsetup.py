@@ -40,5 +40,6 @@ def setup(fmt: str = "text", level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # APScheduler logs every job run at INFO; that drowns the probe's own messages.
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    # APScheduler logs every job run at INFO, and a round still confirming when its next
+    # run is due at WARNING; both are normal and would drown the probe's own messages.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)

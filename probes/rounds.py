@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 async def measure(
-    check: CheckBase, probe_id: str, mission: str
+    check: CheckBase, probe_id: str, mission: str, confirmation: bool = False
 ) -> AnyMeasurement:
     kind = KINDS[check.kind]  # type: ignore[attr-defined]
     started_at = datetime.now(UTC)
@@ -41,6 +41,7 @@ async def measure(
         reason=outcome.reason,
         detail=outcome.detail,
         figures=outcome.figures,
+        confirmation=confirmation,
     )
 
 

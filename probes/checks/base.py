@@ -27,6 +27,11 @@ class CheckBase(BaseModel):
     ip_version: Literal[4, 6] | None = Field(
         None, description="address family; required for a host name with both families"
     )
+    confirm_count: int = Field(
+        2, ge=0, le=10,
+        description="after a round that changes the outcome, re-check up to this many times")
+    confirm_interval_s: float = Field(
+        2.0, ge=0.1, le=60, description="seconds between confirmation rounds")
 
 
 class CheckOutcome(BaseModel):

@@ -36,6 +36,14 @@ class HttpPusher:
         self._wake = asyncio.Event()
         self._backoff = settings.backoff_initial_s
         self.last_error: str | None = None
+        self.failures = 0  # batches no URL accepted, for the probe's own metrics
+
+    def reconfigure(self, settings: CollectorSettings, token: str) -> None:
+        """New URLs, token and limits (a config reload); the next request uses them."""
+        self.settings = settings
+        self.token = token
+        self.batch_size = settings.batch_max_size
+        self._backoff = min(self._backoff, settings.backoff_max_s)
 
     def wake(self) -> None:
         """Called after each append: a full batch may now be ready."""
@@ -83,6 +91,7 @@ class HttpPusher:
             log.debug("collector acknowledged seqs %d..%d (%d stored, %d duplicates)",
                       rows[0][0], through, ack.stored, ack.duplicates)
             return True
+        self.failures += 1
         delay = random.uniform(0, self._backoff)  # full jitter: probes don't march in step
         self._backoff = min(self._backoff * 2, self.settings.backoff_max_s)
         log.warning("no collector accepted the batch (%s); retrying in %.1f s",

@@ -105,6 +105,8 @@ class Probe:
         workdir: Path,
         collector: Collector,
         checks: list[dict],
+        local: dict | None = None,
+        metrics: str | None = None,
         **collector_settings,
     ) -> None:
         self.lab = lab
@@ -130,6 +132,9 @@ class Probe:
                         **collector_settings,
                     },
                     "checks": checks,
+                    # Always explicit: "auto" would read the host's resolver, outside the lab.
+                    "local": local or {"gateway": "none", "resolver": "none"},
+                    **({"metrics": {"listen": metrics}} if metrics else {}),
                     "logging": {"level": "DEBUG"},
                 }
             )

@@ -1,0 +1,118 @@
+"""Local context: the probe's own default gateway and resolver.
+
+A target that fails while the mission's own gateway does not answer either is a fault
+inside the mission, not an Internet outage. The probe checks both on a schedule, again
+at once when another check fails, and stamps every result with `local_ok`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from probes.checks.base import CheckBase
+from probes.checks.dns import DnsCheck
+from probes.checks.icmp import IcmpCheck
+from probes.measurement import AnyMeasurement
+
+log = logging.getLogger(__name__)
+
+GATEWAY_CHECK_ID = "local-gateway"
+RESOLVER_CHECK_ID = "local-resolver"
+
+
+class LocalSettings(BaseModel):
+    """The `local:` section. `auto` reads the system's own configuration (the default
+    route, /etc/resolv.conf); an address names it; `none` turns that check off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gateway: str = Field("auto", description="auto, none, or the gateway's IP address")
+    resolver: str = Field("auto", description="auto, none, or the resolver's IP address")
+    resolver_name: str = Field(".", description="name asked of the resolver (NS record)")
+    interval_s: float = Field(30, ge=1, le=3_600)
+
+    @field_validator("gateway", "resolver")
+    @classmethod
+    def _address_or_keyword(cls, value: str) -> str:
+        if value in ("auto", "none"):
+            return value
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            raise ValueError("expected auto, none or an IP address") from None
+
+
+def default_gateway(route_v4: Path = Path("/proc/net/route"),
+                    route_v6: Path = Path("/proc/net/ipv6_route")) -> str | None:
+    """The IPv4 default gateway, else the IPv6 one, from the kernel's routing tables."""
+    try:
+        for line in route_v4.read_text().splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 3 and fields[1] == "00000000" and int(fields[3], 16) & 0x2:
+                return str(ipaddress.IPv4Address(bytes.fromhex(fields[2])[::-1]))
+    except OSError:
+        pass
+    try:
+        for line in route_v6.read_text().splitlines():
+            fields = line.split()
+            if len(fields) > 4 and fields[0] == "0" * 32 and fields[1] == "00" \
+                    and fields[4] != "0" * 32:
+                return str(ipaddress.IPv6Address(bytes.fromhex(fields[4])))
+    except OSError:
+        pass
+    return None
+
+
+def system_resolver(resolv_conf: Path = Path("/etc/resolv.conf")) -> str | None:
+    try:
+        for line in resolv_conf.read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 2 and fields[0] == "nameserver":
+                return str(ipaddress.ip_address(fields[1].split("%")[0]))
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+class LocalContext:
+    def __init__(self, settings: LocalSettings) -> None:
+        self.settings = settings
+        self.checks: list[CheckBase] = []
+        gateway = default_gateway() if settings.gateway == "auto" else settings.gateway
+        resolver = system_resolver() if settings.resolver == "auto" else settings.resolver
+        if gateway and gateway != "none":
+            self.checks.append(IcmpCheck(
+                id=GATEWAY_CHECK_ID, kind="icmp", group="local", target=gateway,
+                interval_s=settings.interval_s, timeout_s=1, count=3, packet_interval_s=0.2,
+                confirm_count=0))
+        elif settings.gateway == "auto":
+            log.warning("no default gateway found: the local side is not checked for it")
+        if resolver and resolver != "none":
+            self.checks.append(DnsCheck(
+                id=RESOLVER_CHECK_ID, kind="dns", group="local", target=resolver,
+                name=settings.resolver_name, record_type="NS",
+                interval_s=settings.interval_s, timeout_s=2, confirm_count=0))
+        # check id -> (ok, monotonic time its round started)
+        self._latest: dict[str, tuple[bool, float]] = {}
+
+    def note(self, m: AnyMeasurement) -> None:
+        if m.check_id in (GATEWAY_CHECK_ID, RESOLVER_CHECK_ID):
+            self._latest[m.check_id] = (m.ok, time.monotonic() - m.duration_s)
+
+    def stale(self, since: float) -> list[CheckBase]:
+        """Local checks with no round started at or after `since` (monotonic): what a
+        failure that began then must check again to know whose fault it was."""
+        return [c for c in self.checks if self._latest.get(c.id, (False, -1e18))[1] < since]
+
+    def healthy(self) -> bool | None:
+        """None when nothing local is checked or measured yet."""
+        known = [self._latest[c.id][0] for c in self.checks if c.id in self._latest]
+        if not known:
+            return None
+        return all(known)
+

@@ -1,0 +1,109 @@
+"""The probe's own /metrics: is it keeping up, and how is its ICMP engine doing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from probes.checks import icmp
+from probes.outbox import OutboxStats
+from probes.reporters.http_push import HttpPusher
+
+if TYPE_CHECKING:
+    from probes.app import Probe
+
+
+class _Snapshot(Collector):
+    """Figures read at scrape time: the outbox (read just before) and the ICMP engine."""
+
+    def __init__(self, pusher: HttpPusher) -> None:
+        self.pusher = pusher
+        self.outbox: OutboxStats | None = None
+        self.engine: icmp.IcmpEngine | None = None
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily("unhindered_probe_push_failures",
+                                  "Batches that no collector URL accepted.",
+                                  value=self.pusher.failures)
+        if self.outbox is not None:
+            o = self.outbox
+            yield GaugeMetricFamily("unhindered_probe_outbox_depth_results",
+                                    "Results waiting in the outbox for an acknowledgement.",
+                                    value=o.depth)
+            yield GaugeMetricFamily(
+                "unhindered_probe_outbox_oldest_age_seconds",
+                "Age of the oldest unacknowledged result (0 when the outbox is empty).",
+                value=time.time() - o.oldest_queued_at if o.oldest_queued_at else 0)
+            yield GaugeMetricFamily("unhindered_probe_last_seq", "Newest seq the outbox gave.",
+                                    value=o.last_seq)
+            yield GaugeMetricFamily("unhindered_probe_acked_through_seq",
+                                    "Every seq up to this one is stored at the collector.",
+                                    value=o.acked_through)
+            if o.last_ack_at is not None:
+                yield GaugeMetricFamily(
+                    "unhindered_probe_last_ack_timestamp_seconds",
+                    "When the collector last acknowledged results (Unix seconds).",
+                    value=o.last_ack_at)
+        if self.engine is not None:
+            modes = GaugeMetricFamily("unhindered_probe_icmp_socket_info",
+                                      "The ICMP socket of each family: raw or datagram.",
+                                      labels=["family", "mode"])
+            for version, sock in self.engine.sockets.items():
+                modes.add_metric([f"ipv{version}", sock.mode], 1)
+            yield modes
+            counters = self.engine.counters
+            for name, value, text in (
+                ("sent", counters.sent, "Echo requests sent."),
+                ("late_replies", counters.late_replies, "Replies after their round ended."),
+                ("duplicates", counters.duplicates, "Duplicate replies."),
+                ("errors", counters.errors, "ICMP errors matched to our requests."),
+            ):
+                yield CounterMetricFamily(f"unhindered_probe_icmp_{name}", text, value=value)
+
+
+class ProbeMetrics:
+    def __init__(self, pusher: HttpPusher) -> None:
+        disable_created_metrics()  # _created series double the counters for no use here
+        self.registry = CollectorRegistry()
+        self.snapshot = _Snapshot(pusher)
+        self.registry.register(self.snapshot)
+        self.rounds = Counter("unhindered_probe_rounds", "Rounds run, by check and outcome.",
+                              ["check", "outcome"], registry=self.registry)
+        self.confirmations = Counter("unhindered_probe_confirmation_rounds",
+                                     "Quick re-checks run after a change of outcome.",
+                                     ["check"], registry=self.registry)
+        self.round_seconds = Gauge("unhindered_probe_check_run_seconds",
+                                   "How long the newest round of the check took.", ["check"],
+                                   registry=self.registry)
+        self.reloads = Counter("unhindered_probe_config_reloads",
+                               "Configuration reloads (SIGHUP), by result.", ["result"],
+                               registry=self.registry)
+
+    async def serve(self, probe: Probe, host: str, port: int) -> web.AppRunner:
+        async def handler(_request: web.Request) -> web.Response:
+            self.snapshot.outbox = await probe.outbox.stats()
+            self.snapshot.engine = icmp.engine()
+            return web.Response(body=generate_latest(self.registry),
+                                headers={"Content-Type": "text/plain; version=0.0.4"})
+
+        app = web.Application()
+        app.router.add_get("/metrics", handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        return runner
