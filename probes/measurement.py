@@ -144,6 +144,8 @@ class _MeasurementBase(_Strict):
     # None when not checked. A failure with local_ok false is the mission's LAN, not the
     # target.
     local_ok: bool | None = None
+    # The check's configured interval, so the collector knows when silence means unknown.
+    interval_s: Annotated[float, Field(gt=0, le=86_400)] | None = None
 
     @field_validator("started_at")
     @classmethod

@@ -42,6 +42,7 @@ async def measure(
         detail=outcome.detail,
         figures=outcome.figures,
         confirmation=confirmation,
+        interval_s=check.interval_s,
     )
 
 
