@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from collector.hysteresis import Policy
 from probes.configfile import load_model
 from probes.logsetup import LoggingSettings
 
@@ -48,8 +56,29 @@ class IngestSettings(_Section):
                                             "measurement time may be")
 
 
+class StateSettings(_Section):
+    """Hysteresis: how many rounds it takes to change state (see docs/states.md)."""
+
+    fail_k: int = Field(3, ge=1, le=100, description="down when this many of ...")
+    window_n: int = Field(5, ge=1, le=100, description="... the last this many rounds failed")
+    recover_m: int = Field(2, ge=1, le=100, description="good rounds in a row to recover")
+    silent_intervals: float = Field(3, ge=1, le=1_000,
+                                    description="unknown after this many intervals of silence")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StateSettings:
+        if self.fail_k > self.window_n or self.recover_m > self.window_n:
+            raise ValueError("fail_k and recover_m cannot exceed window_n")
+        return self
+
+    def policy(self) -> Policy:
+        return Policy(fail_k=self.fail_k, window_n=self.window_n, recover_m=self.recover_m,
+                      silent_intervals=self.silent_intervals)
+
+
 class CollectorConfig(_Section):
     listen: ListenSettings = ListenSettings()
+    states: StateSettings = StateSettings()
     database: DatabaseSettings = DatabaseSettings()
     ingest: IngestSettings = IngestSettings()
     logging: LoggingSettings = LoggingSettings()

@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from collector.state import STATES, FleetState
+from collector.timeline import ALL_GROUPS, Timelines
 
 CHECK_LABELS = ["mission", "check"]
 
@@ -50,8 +51,9 @@ _FIGURE_GAUGES = [
 
 
 class FleetCollector(Collector):
-    def __init__(self, state: FleetState) -> None:
+    def __init__(self, state: FleetState, timelines: Timelines) -> None:
         self.state = state
+        self.timelines = timelines
 
     def describe(self) -> list[Metric]:
         return []  # skips a collect() at registration; the families are dynamic
@@ -96,12 +98,15 @@ class FleetCollector(Collector):
         figures = {key: GaugeMetricFamily(name, text, labels=CHECK_LABELS)
                    for key, name, text in _FIGURE_GAUGES}
 
+        machines = dict(self.timelines.machines)
         for c in checks:
             labels = [c.mission, c.check_id]
+            machine = machines.get((c.mission, c.check_id))
+            current = machine.state if machine is not None else "unknown"
             info.add_metric([*labels, c.kind, c.group, c.target, c.probe_id], 1)
-            up.add_metric(labels, 1 if c.state == "up" else 0)
+            up.add_metric(labels, 1 if current == "up" else 0)
             for s in STATES:
-                state.add_metric([*labels, s], 1 if c.state == s else 0)
+                state.add_metric([*labels, s], 1 if current == s else 0)
             if c.last_ok is not None:
                 success.add_metric(labels, 1 if c.last_ok else 0)
                 last.add_metric(labels, c.last_started_at)
@@ -109,8 +114,8 @@ class FleetCollector(Collector):
                 local.add_metric(labels, 1 if c.last_local_ok else 0)
             if c.last_ok is False and c.last_reason:
                 reason.add_metric([*labels, c.last_reason], 1)
-            if c.since is not None:
-                since.add_metric(labels, c.since)
+            if machine is not None and machine.since is not None:
+                since.add_metric(labels, machine.since)
             rounds.add_metric(labels, c.rounds_total)
             failed.add_metric(labels, c.rounds_failed)
             for key, family in figures.items():
@@ -134,17 +139,36 @@ class FleetCollector(Collector):
             if p.backlog is not None:
                 backlog.add_metric([p.probe_id, p.mission], p.backlog)
 
+        access = GaugeMetricFamily(
+            "unhindered_mission_access_state",
+            "1 for the mission's current access state, per group of checks and overall "
+            "(group=\"*\"), 0 for the others.", labels=["mission", "group", "state"])
+        access_up = GaugeMetricFamily(
+            "unhindered_mission_access_up",
+            "1 when the mission has unhindered access (every group up), else 0.",
+            labels=["mission"])
+        access_since = GaugeMetricFamily(
+            "unhindered_mission_access_since_timestamp_seconds",
+            "Measurement time at which the mission's access state began (Unix seconds).",
+            labels=["mission", "group"])
+        for (mission, group), (current, began) in sorted(self.timelines.access.items()):
+            for s in STATES:
+                access.add_metric([mission, group, s], 1 if current == s else 0)
+            access_since.add_metric([mission, group], began)
+            if group == ALL_GROUPS:
+                access_up.add_metric([mission], 1 if current == "up" else 0)
+
         yield from (info, up, state, success, reason, local, last, since, rounds, failed,
-                    *figures.values(), report, backlog)
+                    *figures.values(), report, backlog, access, access_up, access_since)
 
 
 class Metrics:
     """The collector's registry: fleet state plus the collector's own counters."""
 
-    def __init__(self, state: FleetState) -> None:
+    def __init__(self, state: FleetState, timelines: Timelines) -> None:
         disable_created_metrics()  # _created series double the counters for no use here
         self.registry = CollectorRegistry()
-        self.registry.register(FleetCollector(state))
+        self.registry.register(FleetCollector(state, timelines))
         ProcessCollector(registry=self.registry)
         self.ingest_requests = Counter(
             "unhindered_ingest_requests", "Result batches received, by HTTP status answered.",

@@ -1,9 +1,5 @@
-"""Current state per (mission, check) and per probe, kept in memory for /metrics.
-
-States are `up`, `degraded`, `down` and `unknown`. For now a check is up when its newest
-round (by measurement time, so late backfill never overrides newer news) succeeded and
-down otherwise; hysteresis and `degraded` arrive with the state machine.
-"""
+"""The newest figures per (mission, check) and per probe, kept in memory for /metrics.
+States (up, degraded, down, unknown) and their history live in collector/timeline.py."""
 
 from __future__ import annotations
 
@@ -21,8 +17,6 @@ class CheckState:
     group: str
     target: str
     probe_id: str
-    state: str = "unknown"
-    since: float | None = None  # measurement time the current state began
     last_started_at: float = 0.0
     last_ok: bool | None = None
     last_reason: str | None = None
@@ -68,9 +62,6 @@ class FleetState:
         check.last_reason = m.reason.value if m.reason else None
         check.last_local_ok = m.local_ok
         check.figures = m.figures.model_dump()
-        new_state = "up" if m.ok else "down"
-        if new_state != check.state:
-            check.state, check.since = new_state, started
 
     def note_report(self, probe_id: str, mission: str, results: int, backlog: int | None,
                     at: float | None = None) -> None:

@@ -1,8 +1,5 @@
-"""Storage: one schema and one query layer (SQLAlchemy Core) for SQLite and PostgreSQL.
-
-Times are stored as UTC epoch seconds (double precision): exact enough for microsecond
-RTT work, cheap to compare, and the same on both backends.
-"""
+"""Storage: one query layer (SQLAlchemy Core) over the schema in collector/schema.py,
+for SQLite (the default) and PostgreSQL, migrated with Alembic."""
 
 from __future__ import annotations
 
@@ -11,68 +8,28 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
+from alembic import command
+from alembic.config import Config
 from pydantic import TypeAdapter
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
     Engine,
-    Float,
-    Index,
     Integer,
-    MetaData,
-    SmallInteger,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
     create_engine,
+    delete,
     event,
     func,
+    insert,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from collector.schema import probes, results, state_intervals
 from probes.measurement import Batch, Measurement
 
-metadata = MetaData()
-
-probes = Table(
-    "probes", metadata,
-    Column("probe_id", String(64), primary_key=True),
-    Column("mission", String(16), nullable=False),
-    Column("token_hash", String(64), nullable=False, unique=True),
-    Column("created_at", Float, nullable=False),
-    Column("revoked_at", Float),
-)
-
-results = Table(
-    "results", metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=True),
-    Column("probe_id", String(64), nullable=False),
-    Column("outbox_id", String(32), nullable=False),
-    Column("seq", BigInteger, nullable=False),
-    Column("mission", String(16), nullable=False),
-    Column("check_id", String(64), nullable=False),
-    Column("kind", String(16), nullable=False),
-    Column("check_group", String(64), nullable=False),
-    Column("target", String(255), nullable=False),
-    Column("ip_version", SmallInteger),
-    Column("started_at", Float, nullable=False),
-    Column("duration_s", Float, nullable=False),
-    Column("ok", Boolean, nullable=False),
-    Column("reason", String(16)),
-    Column("detail", Text),
-    Column("confirmation", Boolean, nullable=False),
-    Column("local_ok", Boolean),
-    Column("figures", Text, nullable=False),
-    Column("received_at", Float, nullable=False),
-    UniqueConstraint("probe_id", "outbox_id", "seq", name="results_probe_seq"),
-    Index("results_check_time", "mission", "check_id", "started_at"),
-)
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 _measurement = TypeAdapter(Measurement)
 
@@ -97,12 +54,21 @@ class ProbeExists(Exception):
 class Store:
     def __init__(self, url: str) -> None:
         self.url = url
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
         self.engine: Engine = create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
 
-    def create_schema(self) -> None:
-        metadata.create_all(self.engine)
+    def migrate(self) -> None:
+        """Brings the schema up to date (from empty, or from any older version)."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    create_schema = migrate
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
@@ -203,6 +169,68 @@ class Store:
             return list(conn.execute(query))
 
 
+    # --- rounds for the state machine ---
+
+    def rounds(self, mission: str, check_id: str, since: float) -> list:
+        """Rounds of a check at or after `since`, in measurement order."""
+        query = select(results).where(
+            results.c.mission == mission, results.c.check_id == check_id,
+            results.c.started_at >= since).order_by(results.c.started_at, results.c.id)
+        with self.engine.connect() as conn:
+            return [measurement_from_row(r) for r in conn.execute(query)]
+
+    def rounds_before(self, mission: str, check_id: str, before: float, limit: int) -> list:
+        """The `limit` rounds just before `before`, oldest first."""
+        query = select(results).where(
+            results.c.mission == mission, results.c.check_id == check_id,
+            results.c.started_at < before).order_by(
+            results.c.started_at.desc(), results.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [measurement_from_row(r) for r in conn.execute(query)][::-1]
+
+    # --- state intervals ---
+
+    def intervals(self, mission: str, check_id: str, since: float = 0.0,
+                  table=state_intervals) -> list:
+        key = table.c.check_id if table is state_intervals else table.c.check_group
+        query = select(table).where(
+            table.c.mission == mission, key == check_id,
+            (table.c.ended_at.is_(None)) | (table.c.ended_at > since)
+        ).order_by(table.c.started_at, table.c.id)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query))
+
+    def open_intervals(self, table=state_intervals) -> list:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(table).where(table.c.ended_at.is_(None))))
+
+    def rewrite_intervals(self, mission: str, key: str, since: float,
+                          new: list[tuple[float, str, str]], table=state_intervals) -> None:
+        """Replaces the history of (mission, key) from `since` on: the interval covering
+        `since` ends there, later ones go, then `new` (start, state, cause) follow, each
+        ending where the next begins and the last one open."""
+        column = table.c.check_id if table is state_intervals else table.c.check_group
+        match = (table.c.mission == mission) & (column == key)
+        with self.engine.begin() as conn:
+            conn.execute(delete(table).where(match, table.c.started_at >= since))
+            covering = conn.execute(select(table.c.id, table.c.state).where(
+                match, table.c.started_at < since,
+                (table.c.ended_at.is_(None)) | (table.c.ended_at >= since)
+            ).order_by(table.c.started_at.desc()).limit(1)).first()
+            if covering is not None and new and new[0][1] == covering.state:
+                new = new[1:]  # the same state goes on: no new period
+            if covering is not None:
+                conn.execute(update(table).where(table.c.id == covering.id).values(
+                    ended_at=new[0][0] if new else None))
+            rows = []
+            for i, (start, state, cause) in enumerate(new):
+                end = new[i + 1][0] if i + 1 < len(new) else None
+                rows.append({"mission": mission, column.name: key, "started_at": start,
+                             "ended_at": end, "state": state, "cause": cause})
+            if rows:
+                conn.execute(insert(table), rows)
+
+
 def _row(m, outbox_id: str, received_at: float) -> dict:
     return {
         "probe_id": m.probe_id, "outbox_id": outbox_id, "seq": m.seq, "mission": m.mission,
@@ -210,7 +238,7 @@ def _row(m, outbox_id: str, received_at: float) -> dict:
         "ip_version": m.ip_version, "started_at": m.started_at.timestamp(),
         "duration_s": m.duration_s, "ok": m.ok,
         "reason": m.reason.value if m.reason else None, "detail": m.detail,
-        "confirmation": m.confirmation, "local_ok": m.local_ok,
+        "confirmation": m.confirmation, "local_ok": m.local_ok, "interval_s": m.interval_s,
         "figures": m.figures.model_dump_json(),
         "received_at": received_at,
     }
@@ -223,7 +251,8 @@ def measurement_from_row(row) -> Measurement:
         "target": row.target, "ip_version": row.ip_version,
         "started_at": row.started_at, "duration_s": row.duration_s, "ok": row.ok,
         "reason": row.reason, "detail": row.detail, "confirmation": row.confirmation,
-        "local_ok": row.local_ok, "figures": json.loads(row.figures),
+        "local_ok": row.local_ok, "interval_s": row.interval_s,
+        "figures": json.loads(row.figures),
     })
 
 

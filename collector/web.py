@@ -16,6 +16,7 @@ from collector.config import CollectorConfig
 from collector.metrics import Metrics
 from collector.state import FleetState
 from collector.store import Store
+from collector.timeline import Timelines
 from probes.measurement import PROTOCOL_VERSION, Ack, Batch
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,9 @@ STATE = web.AppKey("state", FleetState)
 METRICS = web.AppKey("metrics", Metrics)
 CONFIG = web.AppKey("config", CollectorConfig)
 DB_THREAD = web.AppKey("db_thread", ThreadPoolExecutor)
+TIMELINES = web.AppKey("timelines", Timelines)
+SILENCE_CHECK_S = 2.0
+SILENCE_TASK = web.AppKey("silence_task", asyncio.Task)
 
 
 class Refusal(Exception):
@@ -104,9 +108,12 @@ async def _ingest(request: web.Request) -> web.Response:
                            "check the probe's clock (NTP)")
 
     new, duplicates = await _db(request, request.app[STORE].store_batch, batch, time.time())
+    # Acknowledged from here on: the results are committed. States follow from them.
     state = request.app[STATE]
     for m in new:
         state.apply(m)
+    if new:
+        await _db(request, request.app[TIMELINES].apply, new)
     state.note_report(probe.probe_id, probe.mission, len(new), batch.backlog)
     metrics = request.app[METRICS]
     metrics.ingest_results.labels(outcome="stored").inc(len(new))
@@ -140,21 +147,37 @@ async def index(request: web.Request) -> web.Response:
 def create_app(config: CollectorConfig, store: Store) -> web.Application:
     app = web.Application(client_max_size=config.ingest.max_body_bytes)
     state = FleetState()
+    policy = config.states.policy()
+    timelines = Timelines(store, lambda mission: policy)
     app[CONFIG] = config
     app[STORE] = store
     app[STATE] = state
-    app[METRICS] = Metrics(state)
+    app[TIMELINES] = timelines
+    app[METRICS] = Metrics(state, timelines)
     app[DB_THREAD] = ThreadPoolExecutor(1, thread_name_prefix="db")
 
+    async def in_db(fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(app[DB_THREAD], fn, *args)
+
+    async def watch_silence() -> None:
+        while True:
+            await asyncio.sleep(SILENCE_CHECK_S)
+            try:
+                await in_db(timelines.tick, time.time())
+            except Exception:
+                log.exception("checking for silent checks failed")
+
     async def startup(app: web.Application) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(app[DB_THREAD], store.create_schema)
-        latest = await loop.run_in_executor(app[DB_THREAD], store.latest_per_check)
-        counts = await loop.run_in_executor(app[DB_THREAD], store.round_counts)
+        await in_db(store.migrate)
+        latest = await in_db(store.latest_per_check)
+        counts = await in_db(store.round_counts)
         state.load(latest, counts)
+        await in_db(timelines.load, latest)
         log.info("state rebuilt from the store: %d checks", len(state.checks))
+        app[SILENCE_TASK] = asyncio.create_task(watch_silence())
 
     async def cleanup(app: web.Application) -> None:
+        app[SILENCE_TASK].cancel()
         app[DB_THREAD].shutdown(wait=True)
         store.close()
 

@@ -1,2 +1,3 @@
-# The network lab fixtures (tests/lab/) for every test directory.
-pytest_plugins = ["tests.lab.fixtures"]
+# Fixtures for every test directory: the network lab (tests/lab/) and stores on both
+# database backends (tests/storage.py).
+pytest_plugins = ["tests.lab.fixtures", "tests.storage"]

@@ -1,0 +1,171 @@
+"""The state machine of one (mission, check): rounds in, state transitions out.
+
+It is a pure function of the rounds fed to it in measurement-time order, so replaying the
+stored rounds always gives the same transitions: that is how late (backfilled) results
+rewrite history exactly.
+
+- Each round is `good`, `poor` (succeeded, but loss or RTT over the mission's thresholds)
+  or `bad` (failed).
+- `down` when `fail_k` of the last `window_n` rounds were bad; back from `down` after
+  `recover_m` rounds in a row that were not bad.
+- `degraded` when `fail_k` of the last `window_n` rounds were poor or bad (without being
+  down); back to `up` after `recover_m` good rounds in a row.
+- A recovery forgets the older rounds, so it takes `fail_k` new failures to go down
+  again: one more lost round right after a recovery does not flap the state.
+- `unknown` when no round came for `silent_intervals` times the check's interval; the
+  unknown period starts at the last round plus that allowance. The first round after
+  unknown sets the state directly (one round is the only evidence there is).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+GOOD, POOR, BAD = "good", "poor", "bad"
+DEFAULT_INTERVAL_S = 30.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    fail_k: int = 3
+    window_n: int = 5
+    recover_m: int = 2
+    silent_intervals: float = 3.0
+    loss_pct: float | None = None  # a round over this loss is poor
+    rtt_ms: float | None = None  # a round over this median RTT / connect time is poor
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.fail_k <= self.window_n or not 1 <= self.recover_m <= self.window_n:
+            raise ValueError("need 1 <= fail_k <= window_n and 1 <= recover_m <= window_n")
+
+
+@dataclass(frozen=True)
+class Round:
+    """What the machine needs of a stored measurement."""
+
+    time: float  # measurement start, Unix seconds
+    ok: bool
+    reason: str | None = None
+    local_ok: bool | None = None
+    loss_ratio: float | None = None
+    rtt_s: float | None = None  # ICMP median RTT, or TCP connect time
+    interval_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Transition:
+    time: float
+    state: str
+    cause: str
+
+
+@dataclass
+class Machine:
+    policy: Policy
+    state: str = "unknown"
+    since: float | None = None
+    last_time: float | None = None
+    interval_s: float = DEFAULT_INTERVAL_S
+    window: deque[str] = field(default_factory=deque)
+
+    def classify(self, r: Round) -> str:
+        if not r.ok:
+            return BAD
+        p = self.policy
+        if p.loss_pct is not None and r.loss_ratio is not None and r.loss_ratio * 100 > p.loss_pct:
+            return POOR
+        if p.rtt_ms is not None and r.rtt_s is not None and r.rtt_s * 1000 > p.rtt_ms:
+            return POOR
+        return GOOD
+
+    def silence_deadline(self) -> float | None:
+        """When silence after the newest round turns into unknown."""
+        if self.last_time is None or self.state == "unknown":
+            return None
+        return self.last_time + self.policy.silent_intervals * self.interval_s
+
+    def silence(self, now: float) -> Transition | None:
+        deadline = self.silence_deadline()
+        if deadline is None or now <= deadline:
+            return None
+        self.window.clear()
+        return self._go(deadline, "unknown",
+                        f"no results for {self.policy.silent_intervals:g} intervals "
+                        f"({self.policy.silent_intervals * self.interval_s:g} s)")
+
+    def feed(self, r: Round) -> list[Transition]:
+        """One round, not older than the previous one; returns the transitions it caused."""
+        transitions: list[Transition] = []
+        if r.interval_s:
+            self.interval_s = r.interval_s
+        gap_unknown = self.silence(r.time)
+        if gap_unknown is not None:
+            transitions.append(gap_unknown)
+        self.last_time = r.time
+        cls = self.classify(r)
+        self.window.append(cls)
+        while len(self.window) > self.policy.window_n:
+            self.window.popleft()
+        new, cause = self._next_state(cls, r)
+        if new != self.state:
+            transitions.append(self._go(r.time, new, cause))
+        return transitions
+
+    def _go(self, time: float, state: str, cause: str) -> Transition:
+        self.state, self.since = state, time
+        return Transition(time, state, cause)
+
+    def _next_state(self, cls: str, r: Round) -> tuple[str, str]:
+        p = self.policy
+        bad = self.window.count(BAD)
+        poor = self.window.count(POOR)
+        n = len(self.window)
+        why = _reason(r)
+        if self.state == "unknown":
+            first = {GOOD: "up", POOR: "degraded", BAD: "down"}[cls]
+            return first, f"first result after no data: {why}"
+        if self.state == "down":
+            if _trailing(self.window, {GOOD, POOR}) < p.recover_m:
+                return "down", ""
+            self._keep_recent(p.recover_m)  # the failures are behind: start afresh
+            state = "degraded" if cls == POOR else "up"
+            return state, f"{p.recover_m} rounds in a row succeeded ({why})"
+        if bad >= p.fail_k:
+            return "down", f"{bad} of the last {n} rounds failed ({why})"
+        if self.state == "degraded":
+            if _trailing(self.window, {GOOD}) < p.recover_m:
+                return "degraded", ""
+            self._keep_recent(p.recover_m)
+            return "up", f"{p.recover_m} rounds in a row within thresholds ({why})"
+        if bad + poor >= p.fail_k:
+            return "degraded", (f"{bad + poor} of the last {n} rounds over thresholds or "
+                                f"failed ({why})")
+        return "up", ""
+
+    def _keep_recent(self, count: int) -> None:
+        while len(self.window) > count:
+            self.window.popleft()
+
+
+def _trailing(window: deque[str], classes: set[str]) -> int:
+    count = 0
+    for cls in reversed(window):
+        if cls not in classes:
+            break
+        count += 1
+    return count
+
+
+def _reason(r: Round) -> str:
+    if r.ok:
+        parts = []
+        if r.loss_ratio is not None:
+            parts.append(f"loss {r.loss_ratio * 100:.0f} %")
+        if r.rtt_s is not None:
+            parts.append(f"RTT {r.rtt_s * 1000:.1f} ms")
+        return ", ".join(parts) or "ok"
+    text = r.reason or "failed"
+    if r.local_ok is False:
+        text += "; the probe's own gateway or resolver failed too: a fault inside the mission"
+    return text

@@ -1,0 +1,89 @@
+"""The collector's tables (SQLAlchemy Core). Changes go through a migration in
+collector/migrations/versions/ as well: the database is never altered by create_all.
+
+Times are UTC epoch seconds (double precision): exact enough for microsecond RTT work,
+cheap to compare, and the same on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+_id = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER only
+
+probes = Table(
+    "probes", metadata,
+    Column("probe_id", String(64), primary_key=True),
+    Column("mission", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
+
+results = Table(
+    "results", metadata,
+    Column("id", _id, primary_key=True, autoincrement=True),
+    Column("probe_id", String(64), nullable=False),
+    Column("outbox_id", String(32), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("mission", String(16), nullable=False),
+    Column("check_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("check_group", String(64), nullable=False),
+    Column("target", String(255), nullable=False),
+    Column("ip_version", SmallInteger),
+    Column("started_at", Float, nullable=False),
+    Column("duration_s", Float, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("reason", String(32)),
+    Column("detail", Text),
+    Column("confirmation", Boolean, nullable=False),
+    Column("local_ok", Boolean),
+    Column("interval_s", Float),
+    Column("figures", Text, nullable=False),
+    Column("received_at", Float, nullable=False),
+    UniqueConstraint("probe_id", "outbox_id", "seq", name="results_probe_seq"),
+    Index("results_check_time", "mission", "check_id", "started_at"),
+)
+
+# Exact state history per (mission, check): one row per period, ended_at NULL for the
+# current one. Kept for years: the uptime reports read these, not the raw results.
+state_intervals = Table(
+    "state_intervals", metadata,
+    Column("id", _id, primary_key=True, autoincrement=True),
+    Column("mission", String(16), nullable=False),
+    Column("check_id", String(64), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("state", String(10), nullable=False),
+    Column("cause", Text, nullable=False),
+    Index("state_intervals_check_time", "mission", "check_id", "started_at"),
+)
+
+# The same for a mission's access: per group of checks, and over all groups ("*").
+access_intervals = Table(
+    "access_intervals", metadata,
+    Column("id", _id, primary_key=True, autoincrement=True),
+    Column("mission", String(16), nullable=False),
+    Column("check_group", String(64), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("state", String(10), nullable=False),
+    Column("cause", Text, nullable=False),
+    Index("access_intervals_time", "mission", "check_group", "started_at"),
+)

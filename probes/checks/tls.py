@@ -1,0 +1,138 @@
+"""The TLS handshake shared by the tcp (with tls) and http checks: its time, the protocol
+version and the earliest expiry over the server's certificate chain."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+
+_ENCODING_DER = 2  # _ssl.ENCODING_DER: Certificate.public_bytes() format of the chains
+CLOSE_GRACE_S = 0.5  # longest we wait for the peer to acknowledge our close_notify
+
+
+class TlsFailure(Exception):
+    """The handshake failed (verification or protocol); str() is the detail to report."""
+
+
+@dataclass(frozen=True)
+class TlsInfo:
+    handshake_s: float
+    version: str | None  # e.g. TLSv1.3
+    cert_not_after: datetime | None  # aware UTC; earliest notAfter of the chain
+
+
+class CaFileError(Exception):
+    """The configured ca_file cannot be loaded: a configuration problem, not the peer's."""
+
+
+def client_context(verify: bool, ca_file: Path | None) -> ssl.SSLContext:
+    """A client context; ca_file replaces the system store (a private CA), it does not
+    add to it. Raises CaFileError."""
+    try:
+        return _context(verify, None if ca_file is None else str(ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise CaFileError(f"cannot load ca_file {ca_file}: {exc}") from exc
+
+
+# Cached because loading the system CA store costs CPU time on the event loop, which
+# would skew the measurements running alongside. A changed ca_file needs a restart.
+@functools.lru_cache(maxsize=32)
+def _context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca_file)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def handshake(
+    sock: socket.socket, context: ssl.SSLContext, server_name: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, TlsInfo]:
+    """TLS over an already connected non-blocking socket, which the returned writer then
+    owns. An IP literal as server_name sends no SNI and is verified against the IP SANs.
+
+    Raises TlsFailure; connection errors other than a reset mid-handshake propagate.
+    """
+    started = time.perf_counter()
+    try:
+        reader, writer = await asyncio.open_connection(
+            sock=sock, ssl=context, server_hostname=server_name
+        )
+    except ssl.SSLCertVerificationError as exc:
+        raise TlsFailure(f"certificate verification failed: {exc.verify_message}") from exc
+    except ssl.SSLError as exc:
+        raise TlsFailure(f"TLS handshake failed: {ssl_error_text(exc)}") from exc
+    except (ConnectionResetError, ConnectionAbortedError) as exc:
+        # A reset during the handshake is how middleboxes block by SNI: a TLS failure.
+        raise TlsFailure(f"connection closed during the TLS handshake: {exc}") from exc
+    elapsed = time.perf_counter() - started
+    ssl_object = writer.get_extra_info("ssl_object")
+    verified = context.verify_mode != ssl.CERT_NONE
+    info = TlsInfo(
+        handshake_s=elapsed,
+        version=ssl_object.version() if ssl_object is not None else None,
+        cert_not_after=chain_not_after(ssl_object, verified) if ssl_object else None,
+    )
+    return reader, writer, info
+
+
+def ssl_error_text(exc: ssl.SSLError) -> str:
+    """'[SSL: WRONG_VERSION_NUMBER] wrong version number', without the C source line."""
+    return re.sub(r"\s*\(_ssl\.c:\d+\)", "", str(exc))
+
+
+def chain_not_after(ssl_object: ssl.SSLObject, verified: bool) -> datetime | None:
+    """Earliest notAfter over the chain: the verified one (leaf to trust anchor) when the
+    chain was verified, else the one the server sent, else the leaf alone."""
+    dates = [_not_after(der) for der in _chain_ders(ssl_object, verified)]
+    known = [d for d in dates if d is not None]
+    return min(known) if known else None
+
+
+def _not_after(der: bytes) -> datetime | None:
+    try:
+        return x509.load_der_x509_certificate(der).not_valid_after_utc
+    except ValueError:  # a certificate OpenSSL accepted but cryptography cannot parse
+        return None
+
+
+def _chain_ders(ssl_object: ssl.SSLObject, verified: bool) -> list[bytes]:
+    # Python 3.13 made these public on SSLObject; 3.10-3.12 have them on the private
+    # _sslobj only.
+    holder = ssl_object if hasattr(ssl_object, "get_verified_chain") else getattr(
+        ssl_object, "_sslobj", None)
+    getters = ("get_verified_chain", "get_unverified_chain") if verified else (
+        "get_unverified_chain",)
+    for name in getters:
+        getter = getattr(holder, name, None)
+        chain = getter() if getter is not None else None
+        if chain:
+            return [_der(cert) for cert in chain]
+    leaf = ssl_object.getpeercert(binary_form=True)
+    return [leaf] if leaf else []
+
+
+def _der(cert: object) -> bytes:
+    if isinstance(cert, bytes):  # 3.13's public methods return DER bytes
+        return cert
+    return cert.public_bytes(_ENCODING_DER)  # type: ignore[attr-defined]
+
+
+async def close_quietly(writer: asyncio.StreamWriter) -> None:
+    """Close a stream politely (TLS close_notify, FIN) without letting a slow or vanished
+    peer hold up the result; abort when it does not answer in time."""
+    writer.close()
+    try:
+        async with asyncio.timeout(CLOSE_GRACE_S):
+            await writer.wait_closed()
+    except OSError:  # includes TimeoutError and ssl.SSLError
+        writer.transport.abort()

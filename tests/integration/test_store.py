@@ -1,0 +1,130 @@
+"""The store and the state history on both backends (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import inspect, text
+
+from collector.hysteresis import Policy
+from collector.schema import access_intervals
+from collector.timeline import Timelines
+from probes.measurement import Batch
+from tests.unit.test_measurement import icmp
+
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+def batch_of(rows: list[tuple[float, bool]], check="internet-icmp", probe="fra-1",
+             outbox="a" * 32, first_seq=1, group="internet") -> Batch:
+    measurements = []
+    for i, (t, good) in enumerate(rows):
+        figures = ({"sent": 1, "received": 1, "loss_ratio": 0, "rtt_min_s": 0.02,
+                    "rtt_median_s": 0.02, "rtt_mean_s": 0.02, "rtt_max_s": 0.02,
+                    "samples_s": [0.02]} if good else
+                   {"sent": 1, "received": 0, "loss_ratio": 1.0})
+        measurements.append(icmp(
+            seq=first_seq + i, probe_id=probe, check_id=check, group=group,
+            started_at=datetime.fromtimestamp(T0 + t, UTC), ok=good,
+            reason=None if good else "timeout", figures=figures, interval_s=10))
+    return Batch.model_validate({"protocol": 1, "probe_id": probe, "mission": "FRA",
+                                 "outbox_id": outbox, "measurements": measurements})
+
+
+def history(store, check="internet-icmp", table=None):
+    kwargs = {"table": table} if table is not None else {}
+    return [(r.started_at - T0, None if r.ended_at is None else r.ended_at - T0, r.state)
+            for r in store.intervals("FRA", check, **kwargs)]
+
+
+def ingest(store, timelines, batch):
+    new, _ = store.store_batch(batch, received_at=T0)
+    timelines.apply(new)
+
+
+def test_migrations_build_the_schema_from_empty_and_are_idempotent(any_store):
+    tables = set(inspect(any_store.engine).get_table_names())
+    assert {"probes", "results", "state_intervals", "access_intervals",
+            "alembic_version"} <= tables
+    any_store.migrate()  # again: nothing to do, nothing lost
+    with any_store.engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+
+
+def test_batches_are_stored_once(any_store):
+    any_store.add_probe("fra-1", "FRA")
+    new, dups = any_store.store_batch(batch_of([(0, True), (10, True)]), T0)
+    assert (len(new), dups) == (2, 0)
+    new, dups = any_store.store_batch(batch_of([(0, True), (10, True), (20, False)]), T0)
+    assert (len(new), dups) == (1, 2)
+    assert [r.seq for r in any_store.results_of_probe("fra-1")] == [1, 2, 3]
+    # A reinstalled probe (new outbox) starts its seqs again without clashing.
+    new, dups = any_store.store_batch(batch_of([(30, True)], outbox="b" * 32), T0)
+    assert (len(new), dups) == (1, 0)
+
+
+def test_probe_tokens_and_revocation(any_store):
+    token = any_store.add_probe("fra-1", "FRA")
+    assert any_store.probe_for_token(token).mission == "FRA"
+    assert any_store.probe_for_token(token + "x") is None
+    assert any_store.revoke_probe("fra-1") and not any_store.revoke_probe("fra-1")
+    assert any_store.probe_for_token(token) is None
+
+
+def test_live_rounds_then_silence_then_backfill_rewrite_history(any_store):
+    timelines = Timelines(any_store, lambda mission: Policy())
+    ingest(any_store, timelines, batch_of([(t, True) for t in range(0, 101, 10)]))
+    assert history(any_store) == [(0, None, "up")]
+
+    # The probe goes quiet (its link is cut): unknown 3 intervals after the last round.
+    timelines.tick(T0 + 200)
+    assert history(any_store) == [(0, 130, "up"), (130, None, "unknown")]
+
+    # Its results arrive after the link returns: failures from 110 to 190, then good.
+    backlog = [(t, False) for t in range(110, 191, 10)] + [(200, True), (210, True)]
+    ingest(any_store, timelines, batch_of(backlog, first_seq=12))
+    # Down at the third failure (130), up again after two good rounds (210): at the
+    # measured times, and the unknown period is gone.
+    assert history(any_store) == [(0, 130, "up"), (130, 210, "down"), (210, None, "up")]
+    access = history(any_store, "*", table=access_intervals)
+    assert access == [(0, 130, "up"), (130, 210, "down"), (210, None, "up")]
+
+
+def test_out_of_order_rounds_from_two_probes_give_the_same_history(any_store):
+    rounds = [(t, not 50 <= t <= 90) for t in range(0, 150, 10)]
+    timelines = Timelines(any_store, lambda mission: Policy())
+    # Probe 2's rounds (odd tens) arrive after probe 1's (even tens) have moved on.
+    ingest(any_store, timelines, batch_of(rounds[0::2], probe="fra-1"))
+    ingest(any_store, timelines, batch_of(rounds[1::2], probe="fra-2"))
+    in_order = Timelines(any_store, lambda mission: Policy())
+    expected = [(0, 70, "up"), (70, 110, "down"), (110, None, "up")]
+    assert history(any_store) == expected
+    # Replaying everything from scratch (a restart) gives the same periods.
+    in_order.load(any_store.latest_per_check())
+    assert history(any_store) == expected
+    assert in_order.machines[("FRA", "internet-icmp")].state == "up"
+
+
+def test_access_combines_groups(any_store):
+    timelines = Timelines(any_store, lambda mission: Policy(fail_k=1, window_n=1, recover_m=1))
+    ingest(any_store, timelines, batch_of([(0, True), (10, True), (20, True)], check="web-a"))
+    ingest(any_store, timelines, batch_of([(0, True), (10, False), (20, True)], check="web-b",
+                                          first_seq=10))
+    ingest(any_store, timelines, batch_of([(0, True), (10, True), (20, False)], check="docs",
+                                          first_seq=20, group="documents"))
+    # internet has access while either of its checks is up; the mission needs every group.
+    assert history(any_store, "internet", table=access_intervals) == [(0, None, "up")]
+    assert history(any_store, "documents", table=access_intervals) == [
+        (0, 20, "up"), (20, None, "down")]
+    assert history(any_store, "*", table=access_intervals) == [(0, 20, "up"), (20, None, "down")]
+    assert timelines.access[("FRA", "*")] == ("down", T0 + 20)
+
+
+@pytest.mark.parametrize("fail_k", [1, 3])
+def test_local_checks_do_not_count_for_access(any_store, fail_k):
+    timelines = Timelines(any_store, lambda mission: Policy(fail_k=fail_k))
+    ingest(any_store, timelines, batch_of([(0, True)], check="internet-icmp"))
+    ingest(any_store, timelines, batch_of([(0, False)], check="local-gateway", group="local",
+                                          first_seq=5))
+    assert history(any_store, "*", table=access_intervals) == [(0, None, "up")]
