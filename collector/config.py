@@ -76,9 +76,16 @@ class StateSettings(_Section):
                       silent_intervals=self.silent_intervals)
 
 
+class RetentionSettings(_Section):
+    raw_days: float = Field(30, ge=1, le=3_650,
+                            description="raw results are kept this long; rollups and state "
+                                        "intervals for good")
+
+
 class CollectorConfig(_Section):
     listen: ListenSettings = ListenSettings()
     states: StateSettings = StateSettings()
+    retention: RetentionSettings = RetentionSettings()
     database: DatabaseSettings = DatabaseSettings()
     ingest: IngestSettings = IngestSettings()
     logging: LoggingSettings = LoggingSettings()

@@ -59,6 +59,7 @@ results = Table(
     Column("received_at", Float, nullable=False),
     UniqueConstraint("probe_id", "outbox_id", "seq", name="results_probe_seq"),
     Index("results_check_time", "mission", "check_id", "started_at"),
+    Index("results_received", "received_at"),
 )
 
 # Exact state history per (mission, check): one row per period, ended_at NULL for the
@@ -86,4 +87,31 @@ access_intervals = Table(
     Column("state", String(10), nullable=False),
     Column("cause", Text, nullable=False),
     Index("access_intervals_time", "mission", "check_group", "started_at"),
+)
+
+# Per-minute and per-hour summaries of the rounds (resolution_s 60 or 3600), recomputed
+# from the raw results whenever results for their bucket arrive, so backfill is exact.
+# Kept for years after the raw results are gone.
+rollups = Table(
+    "rollups", metadata,
+    Column("mission", String(16), primary_key=True),
+    Column("check_id", String(64), primary_key=True),
+    Column("resolution_s", Integer, primary_key=True),
+    Column("bucket_start", Float, primary_key=True),
+    Column("rounds", Integer, nullable=False),
+    Column("rounds_ok", Integer, nullable=False),
+    Column("samples", Integer, nullable=False),  # RTT values the figures below summarise
+    Column("rtt_min_s", Float),
+    Column("rtt_median_s", Float),
+    Column("rtt_p95_s", Float),
+    Column("rtt_max_s", Float),
+    Column("sent", Integer),  # ICMP echo requests, for an exact loss ratio
+    Column("received", Integer),
+)
+
+# Small facts the collector keeps about itself (e.g. how far rollups have got).
+collector_meta = Table(
+    "collector_meta", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
 )

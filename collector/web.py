@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from collector.config import CollectorConfig
 from collector.metrics import Metrics
+from collector.rollups import Rollups
 from collector.state import FleetState
 from collector.store import Store
 from collector.timeline import Timelines
@@ -29,7 +30,9 @@ CONFIG = web.AppKey("config", CollectorConfig)
 DB_THREAD = web.AppKey("db_thread", ThreadPoolExecutor)
 TIMELINES = web.AppKey("timelines", Timelines)
 SILENCE_CHECK_S = 2.0
-SILENCE_TASK = web.AppKey("silence_task", asyncio.Task)
+BACKGROUND = web.AppKey("background", list)
+ROLLUP_PERIOD_S = 30.0
+PRUNE_PERIOD_S = 3_600.0
 
 
 class Refusal(Exception):
@@ -149,6 +152,7 @@ def create_app(config: CollectorConfig, store: Store) -> web.Application:
     state = FleetState()
     policy = config.states.policy()
     timelines = Timelines(store, lambda mission: policy)
+    rollups = Rollups(store)
     app[CONFIG] = config
     app[STORE] = store
     app[STATE] = state
@@ -159,13 +163,14 @@ def create_app(config: CollectorConfig, store: Store) -> web.Application:
     async def in_db(fn, *args):
         return await asyncio.get_running_loop().run_in_executor(app[DB_THREAD], fn, *args)
 
-    async def watch_silence() -> None:
+    async def every(period: float, what: str, job) -> None:
+        """Runs job() on the database thread every `period` seconds, for ever."""
         while True:
-            await asyncio.sleep(SILENCE_CHECK_S)
+            await asyncio.sleep(period)
             try:
-                await in_db(timelines.tick, time.time())
+                await in_db(job)
             except Exception:
-                log.exception("checking for silent checks failed")
+                log.exception("%s failed", what)
 
     async def startup(app: web.Application) -> None:
         await in_db(store.migrate)
@@ -174,10 +179,19 @@ def create_app(config: CollectorConfig, store: Store) -> web.Application:
         state.load(latest, counts)
         await in_db(timelines.load, latest)
         log.info("state rebuilt from the store: %d checks", len(state.checks))
-        app[SILENCE_TASK] = asyncio.create_task(watch_silence())
+        retention_s = config.retention.raw_days * 86_400
+        app[BACKGROUND] = [
+            asyncio.create_task(every(SILENCE_CHECK_S, "checking for silent checks",
+                                      lambda: timelines.tick(time.time()))),
+            asyncio.create_task(every(ROLLUP_PERIOD_S, "computing rollups",
+                                      lambda: rollups.run(time.time()))),
+            asyncio.create_task(every(PRUNE_PERIOD_S, "pruning raw results",
+                                      lambda: rollups.prune(time.time(), retention_s))),
+        ]
 
     async def cleanup(app: web.Application) -> None:
-        app[SILENCE_TASK].cancel()
+        for task in app[BACKGROUND]:
+            task.cancel()
         app[DB_THREAD].shutdown(wait=True)
         store.close()
 

@@ -1,4 +1,4 @@
-"""The collector's ingest endpoint, served on loopback, against a real SQLite store."""
+"""The collector's ingest endpoint, served on loopback, against real stores."""
 
 import gzip
 import json
@@ -8,17 +8,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from collector.config import CollectorConfig, IngestSettings
-from collector.store import Store, results
+from collector.store import results
 from collector.web import create_app
 from tests.unit.test_measurement import batch, icmp
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'collector.sqlite'}")
-    s.create_schema()
-    yield s
-    s.close()
+def store(any_store):
+    """Ingest is tested on both backends (SQLite and PostgreSQL)."""
+    return any_store
 
 
 @pytest.fixture

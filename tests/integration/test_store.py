@@ -5,10 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from collector.hysteresis import Policy
-from collector.schema import access_intervals
+from collector.schema import access_intervals, metadata
+from collector.store import MIGRATIONS
 from collector.timeline import Timelines
 from probes.measurement import Batch
 from tests.unit.test_measurement import icmp
@@ -45,11 +50,17 @@ def ingest(store, timelines, batch):
 
 def test_migrations_build_the_schema_from_empty_and_are_idempotent(any_store):
     tables = set(inspect(any_store.engine).get_table_names())
-    assert {"probes", "results", "state_intervals", "access_intervals",
+    assert {"probes", "results", "state_intervals", "access_intervals", "rollups",
             "alembic_version"} <= tables
     any_store.migrate()  # again: nothing to do, nothing lost
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
     with any_store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head
+        # The migrations build exactly the tables collector/schema.py describes.
+        differences = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert differences == []
 
 
 def test_batches_are_stored_once(any_store):
