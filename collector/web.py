@@ -13,7 +13,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from collector.config import CollectorConfig
-from collector.metrics import Metrics
+from collector.metrics import Metrics, RenderedMetrics
 from collector.rollups import Rollups
 from collector.state import FleetState
 from collector.store import Store
@@ -31,6 +31,7 @@ DB_THREAD = web.AppKey("db_thread", ThreadPoolExecutor)
 TIMELINES = web.AppKey("timelines", Timelines)
 SILENCE_CHECK_S = 2.0
 BACKGROUND = web.AppKey("background", list)
+EXPOSITION = web.AppKey("exposition", RenderedMetrics)
 ROLLUP_PERIOD_S = 30.0
 PRUNE_PERIOD_S = 3_600.0
 
@@ -126,8 +127,7 @@ async def _ingest(request: web.Request) -> web.Response:
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    # Rendering takes long with many series: do it off the loop.
-    body = await asyncio.get_running_loop().run_in_executor(None, request.app[METRICS].render)
+    body = await request.app[EXPOSITION].get()
     return web.Response(body=body, headers={"Content-Type": EXPOSITION_CONTENT_TYPE})
 
 
@@ -158,6 +158,7 @@ def create_app(config: CollectorConfig, store: Store) -> web.Application:
     app[STATE] = state
     app[TIMELINES] = timelines
     app[METRICS] = Metrics(state, timelines)
+    app[EXPOSITION] = RenderedMetrics(app[METRICS])
     app[DB_THREAD] = ThreadPoolExecutor(1, thread_name_prefix="db")
 
     async def in_db(fn, *args):
@@ -192,6 +193,7 @@ def create_app(config: CollectorConfig, store: Store) -> web.Application:
     async def cleanup(app: web.Application) -> None:
         for task in app[BACKGROUND]:
             task.cancel()
+        app[EXPOSITION].close()
         app[DB_THREAD].shutdown(wait=True)
         store.close()
 
