@@ -22,7 +22,8 @@ class CheckBase(BaseModel):
         "internet", description="what access the check proves, e.g. internet, documents"
     )
     target: str = Field(min_length=1, max_length=255, description="IP address or host name")
-    interval_s: float = Field(30.0, ge=1, le=86_400, description="seconds between rounds")
+    interval_s: float = Field(
+        30.0, ge=0.1, le=86_400, description="seconds between rounds (under 1 s: labs only)")
     timeout_s: float = Field(2.0, gt=0, le=60, description="seconds to wait for an answer")
     ip_version: Literal[4, 6] | None = Field(
         None, description="address family; required for a host name with both families"

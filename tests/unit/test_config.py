@@ -50,7 +50,7 @@ def test_valid_config_loads_with_paths_relative_to_the_file(tmp_path):
 
 @pytest.mark.parametrize("change, field, expectation, line", [
     (("interval_s: 10", "interval_s: 0"), "checks[0].interval_s",
-     "greater than or equal to 1", 11),
+     "greater than or equal to 0.1", 11),
     (("    port: 443", "    port: 70000"), "checks[1].port", "less than or equal to 65535", 16),
     (("kind: tcp", "kind: smoke-signal"), "checks[1]", "'icmp', 'tcp'", 12),
     (("mission: FRA", "mission: france"), "mission", "should match pattern", 2),
