@@ -57,14 +57,26 @@ def main(argv: list[str] | None = None) -> int:
 
     probes = sub.add_parser("probes", help="register, list and revoke probes")
     probes_sub = probes.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = probes_sub.add_parser("add", help="register a probe and print its token once")
+    add = probes_sub.add_parser(
+        "add", help="register a probe and print its one-time enrollment token")
     add.add_argument("--mission", required=True, help="mission code, e.g. FRA")
     add.add_argument("--id", help="probe id (default: <mission>-1, -2, ... in lower case)")
+    add.add_argument("--valid-days", type=float, default=7,
+                     help="how long the enrollment token may wait to be used (default 7)")
     add.add_argument("--token-file", type=Path,
-                     help="write the token to this file (mode 0600) instead of printing it")
+                     help="skip enrollment: write the probe's credential itself to this file "
+                          "(mode 0600), for provisioning tools")
     probes_sub.add_parser("list", help="list registered probes")
-    revoke = probes_sub.add_parser("revoke", help="revoke a probe's token")
+    revoke = probes_sub.add_parser("revoke", help="revoke a probe's credential")
     revoke.add_argument("probe_id")
+
+    readers = sub.add_parser("readers", help="read-only API credentials")
+    readers_sub = readers.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add_reader = readers_sub.add_parser("add", help="create one and print its token once")
+    add_reader.add_argument("--name", required=True, help="who uses it, e.g. grafana")
+    readers_sub.add_parser("list", help="list read-only credentials")
+    revoke_reader = readers_sub.add_parser("revoke", help="revoke one")
+    revoke_reader.add_argument("name")
 
     demo = sub.add_parser("demo", help="run a collector and probes on loopback, print URLs")
     demo.add_argument("--seconds", type=float, default=0,
@@ -89,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo(args.dir, args.port, args.seconds)
     if args.command == "probes":
         return _probes(args, Store(config.database.url))
+    if args.command == "readers":
+        return _readers(args, Store(config.database.url))
 
     from aiohttp import web
 
@@ -116,29 +130,64 @@ def _probes(args: argparse.Namespace, store: Store) -> int:
             probe_id = f"{mission.lower()}-{n}"
         probe_id = _validated(Identifier, probe_id, "probe id")
         try:
-            token = store.add_probe(probe_id, mission)
+            if args.token_file:
+                token = store.add_probe(probe_id, mission)
+            else:
+                token = store.enroll_probe(probe_id, mission, args.valid_days * 86_400)
         except ProbeExists:
             print(f"unhindered-collector: probe {probe_id} already exists; pick another --id "
                   "or revoke it first", file=sys.stderr)
             return 1
         if args.token_file:
-            args.token_file.parent.mkdir(parents=True, exist_ok=True)
-            args.token_file.touch(mode=0o600)
-            args.token_file.write_text(token + "\n")
-            print(f"probe {probe_id} ({mission}) registered; token written to {args.token_file}")
+            _write_secret(args.token_file, token)
+            print(f"probe {probe_id} ({mission}) registered; its credential is in "
+                  f"{args.token_file}")
         else:
-            print(f"probe {probe_id} ({mission}) registered. Its token, shown only once:")
+            print(f"probe {probe_id} ({mission}) registered. Its enrollment token, shown only "
+                  f"once, works once within {args.valid_days:g} days:")
             print(token)
+            print("Put it in the probe's config (collector.enrollment_token); on its first "
+                  "start the probe trades it for its credential.", file=sys.stderr)
         return 0
     if args.action == "list":
         for p in store.list_probes():
-            status = "revoked" if p.revoked_at else "active"
+            status = "revoked" if p.revoked_at else "active" if p.enrolled else "enrolling"
             print(f"{p.probe_id}\t{p.mission}\t{status}")
         return 0
     if store.revoke_probe(args.probe_id):
         print(f"probe {args.probe_id} revoked: its token is refused from now on")
         return 0
     print(f"unhindered-collector: no active probe {args.probe_id}", file=sys.stderr)
+    return 1
+
+
+def _write_secret(path: Path, secret: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(secret + "\n")
+
+
+def _readers(args: argparse.Namespace, store: Store) -> int:
+    store.migrate()
+    if args.action == "add":
+        name = _validated(Identifier, args.name, "name")
+        try:
+            token = store.add_reader(name)
+        except ProbeExists:
+            print(f"unhindered-collector: a reader named {name} exists already",
+                  file=sys.stderr)
+            return 1
+        print(f"read-only credential {name} created. Its token, shown only once:")
+        print(token)
+        return 0
+    if args.action == "list":
+        for r in store.list_readers():
+            print(f"{r.name}\t{'revoked' if r.revoked_at else 'active'}")
+        return 0
+    if store.revoke_reader(args.name):
+        print(f"reader {args.name} revoked")
+        return 0
+    print(f"unhindered-collector: no active reader {args.name}", file=sys.stderr)
     return 1
 
 

@@ -30,6 +30,26 @@ probes = Table(
     "probes", metadata,
     Column("probe_id", String(64), primary_key=True),
     Column("mission", String(16), nullable=False),
+    # NULL until the probe has redeemed its enrollment token.
+    Column("token_hash", String(64), unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
+
+# One-time enrollment tokens: a new probe trades one for its credential on first start.
+enrollments = Table(
+    "enrollments", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("probe_id", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("used_at", Float),
+)
+
+# Read-only API credentials (dashboards, scripts, the annual report's author).
+readers = Table(
+    "readers", metadata,
+    Column("name", String(64), primary_key=True),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),

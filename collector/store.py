@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from collector.schema import probes, results, state_intervals
+from collector.schema import enrollments, probes, readers, results, state_intervals
 from probes.measurement import Batch, Measurement
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -45,10 +45,26 @@ class ProbeRecord:
     mission: str
     created_at: float
     revoked_at: float | None
+    enrolled: bool = True  # False while its enrollment token waits to be redeemed
 
 
 class ProbeExists(Exception):
     pass
+
+
+class EnrollmentRefused(Exception):
+    """str() says why, for the probe's operator."""
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    probe_id: str
+    mission: str
+    token: str
+
+
+def new_token(prefix: str) -> str:
+    return prefix + secrets.token_urlsafe(32)
 
 
 class Store:
@@ -80,8 +96,8 @@ class Store:
     # --- probes and their credentials ---
 
     def add_probe(self, probe_id: str, mission: str) -> str:
-        """Registers a probe and returns its token; only the token's hash is kept."""
-        token = "uh1." + secrets.token_urlsafe(32)
+        """Registers a probe and returns its credential; only its hash is kept."""
+        token = new_token("uh1.")
         with self.engine.begin() as conn:
             if conn.execute(select(probes.c.probe_id).where(probes.c.probe_id == probe_id)).first():
                 raise ProbeExists(probe_id)
@@ -89,6 +105,77 @@ class Store:
                 probe_id=probe_id, mission=mission, token_hash=hash_token(token),
                 created_at=time.time()))
         return token
+
+    def enroll_probe(self, probe_id: str, mission: str, valid_s: float) -> str:
+        """Registers a probe without a credential yet, and returns a one-time enrollment
+        token that the probe trades for its credential (redeem) within `valid_s`."""
+        token = new_token("uhe1.")
+        now = time.time()
+        with self.engine.begin() as conn:
+            if conn.execute(select(probes.c.probe_id).where(probes.c.probe_id == probe_id)).first():
+                raise ProbeExists(probe_id)
+            conn.execute(probes.insert().values(probe_id=probe_id, mission=mission,
+                                                token_hash=None, created_at=now))
+            conn.execute(enrollments.insert().values(
+                token_hash=hash_token(token), probe_id=probe_id, created_at=now,
+                expires_at=now + valid_s))
+        return token
+
+    def redeem(self, token: str) -> Enrolled:
+        """Trades an enrollment token for the probe's credential, once."""
+        now = time.time()
+        credential = new_token("uh1.")
+        with self.engine.begin() as conn:
+            row = conn.execute(select(enrollments).where(
+                enrollments.c.token_hash == hash_token(token))).first()
+            if row is None:
+                raise EnrollmentRefused("unknown enrollment token")
+            if row.used_at is not None:
+                raise EnrollmentRefused("this enrollment token was already used: a token "
+                                        "works once; ask the centre for a new one")
+            if row.expires_at <= now:
+                raise EnrollmentRefused("this enrollment token has expired: ask the centre "
+                                        "for a new one")
+            probe = conn.execute(select(probes).where(probes.c.probe_id == row.probe_id)).first()
+            if probe is None or probe.revoked_at is not None:
+                raise EnrollmentRefused(f"probe {row.probe_id} has been revoked")
+            # Only one redemption can win, even with two collectors on one database.
+            won = conn.execute(update(enrollments).where(
+                enrollments.c.token_hash == row.token_hash, enrollments.c.used_at.is_(None)
+            ).values(used_at=now)).rowcount
+            if won != 1:
+                raise EnrollmentRefused("this enrollment token was already used")
+            conn.execute(update(probes).where(probes.c.probe_id == row.probe_id).values(
+                token_hash=hash_token(credential)))
+        return Enrolled(probe.probe_id, probe.mission, credential)
+
+    # --- read-only API credentials ---
+
+    def add_reader(self, name: str) -> str:
+        token = new_token("uhr1.")
+        with self.engine.begin() as conn:
+            if conn.execute(select(readers.c.name).where(readers.c.name == name)).first():
+                raise ProbeExists(name)
+            conn.execute(readers.insert().values(name=name, token_hash=hash_token(token),
+                                                 created_at=time.time()))
+        return token
+
+    def reader_for_token(self, token: str) -> str | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(readers.c.name, readers.c.revoked_at).where(
+                readers.c.token_hash == hash_token(token))).first()
+        return row.name if row is not None and row.revoked_at is None else None
+
+    def revoke_reader(self, name: str) -> bool:
+        with self.engine.begin() as conn:
+            return conn.execute(update(readers).where(
+                readers.c.name == name, readers.c.revoked_at.is_(None)
+            ).values(revoked_at=time.time())).rowcount == 1
+
+    def list_readers(self) -> list:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(readers.c.name, readers.c.created_at,
+                                            readers.c.revoked_at).order_by(readers.c.name)))
 
     def revoke_probe(self, probe_id: str) -> bool:
         with self.engine.begin() as conn:
@@ -100,7 +187,8 @@ class Store:
     def list_probes(self) -> list[ProbeRecord]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(
-                probes.c.probe_id, probes.c.mission, probes.c.created_at, probes.c.revoked_at
+                probes.c.probe_id, probes.c.mission, probes.c.created_at, probes.c.revoked_at,
+                probes.c.token_hash.is_not(None),
             ).order_by(probes.c.mission, probes.c.probe_id))
             return [ProbeRecord(*row) for row in rows]
 

@@ -16,7 +16,7 @@ from collector.config import CollectorConfig
 from collector.metrics import Metrics, RenderedMetrics
 from collector.rollups import Rollups
 from collector.state import FleetState
-from collector.store import Store
+from collector.store import EnrollmentRefused, Store
 from collector.timeline import Timelines
 from probes.measurement import PROTOCOL_VERSION, Ack, Batch
 
@@ -126,6 +126,26 @@ async def _ingest(request: web.Request) -> web.Response:
     return web.json_response(ack.model_dump())
 
 
+async def enroll(request: web.Request) -> web.Response:
+    """A new probe trades its one-time enrollment token for its credential."""
+    try:
+        data = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "body must be JSON: {\"enrollment_token\": \"...\"}")
+    token = data.get("enrollment_token") if isinstance(data, dict) else None
+    if not isinstance(token, str) or not token:
+        return _error(400, "enrollment_token is missing")
+    try:
+        enrolled = await _db(request, request.app[STORE].redeem, token)
+    except EnrollmentRefused as refusal:
+        log.info("refused an enrollment from %s: %s", request.remote, refusal)
+        return _error(403, str(refusal))
+    log.info("probe %s (%s) enrolled from %s", enrolled.probe_id, enrolled.mission,
+             request.remote)
+    return web.json_response({"probe_id": enrolled.probe_id, "mission": enrolled.mission,
+                              "token": enrolled.token})
+
+
 async def metrics_endpoint(request: web.Request) -> web.Response:
     body = await request.app[EXPOSITION].get()
     return web.Response(body=body, headers={"Content-Type": EXPOSITION_CONTENT_TYPE})
@@ -201,6 +221,7 @@ def create_app(config: CollectorConfig, store: Store) -> web.Application:
     app.on_cleanup.append(cleanup)
     app.router.add_get("/", index)
     app.router.add_post("/api/v1/results", ingest)
+    app.router.add_post("/api/v1/enroll", enroll)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/healthz", healthz)
     return app

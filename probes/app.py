@@ -18,6 +18,7 @@ from probes import config as probe_config
 from probes.checks import CheckBase, icmp
 from probes.config import ProbeConfig
 from probes.configfile import ConfigError
+from probes.enroll import credential
 from probes.local import LocalContext
 from probes.measurement import AnyMeasurement
 from probes.outbox import Outbox
@@ -32,10 +33,9 @@ class Probe:
     def __init__(self, config: ProbeConfig, config_path: Path | None = None) -> None:
         self.config = config
         self.config_path = config_path
-        token = config.collector.read_token()  # fail at start, not at the first push
         self.outbox = Outbox(config.outbox)
         self.pusher = HttpPusher(config.collector, self.outbox, config.probe_id,
-                                 config.mission, token)
+                                 config.mission, token="")  # set by run(), after enrollment
         self.local = LocalContext(config.local)
         self.metrics = ProbeMetrics(self.pusher)
         self.scheduler = AsyncIOScheduler(timezone=UTC)
@@ -145,6 +145,7 @@ class Probe:
     # --- the service ---
 
     async def run(self) -> None:
+        self.pusher.token = await credential(self.config)
         icmp.engine(self.config.icmp)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

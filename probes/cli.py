@@ -48,13 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if all(m.ok for m in results) else 1
 
     from probes.app import Probe
+    from probes.enroll import EnrollmentFailed
 
     try:
-        probe = Probe(config, args.config)
-    except OSError as exc:
+        asyncio.run(Probe(config, args.config).run())
+    except (OSError, EnrollmentFailed) as exc:
         print(f"unhindered-probe: {args.config}: cannot start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    asyncio.run(probe.run())
     return 0
 
 

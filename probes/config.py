@@ -34,13 +34,16 @@ class CollectorSettings(_Section):
     )
     token: SecretStr | None = Field(None, description="the probe's credential")
     token_file: Path | None = Field(None, description="file holding the credential")
+    enrollment_token: SecretStr | None = Field(
+        None, description="one-time token traded for the credential at first start")
+    enrollment_token_file: Path | None = Field(None, description="file holding it")
     batch_max_size: int = Field(500, ge=1, le=5_000)
     batch_max_age_s: float = Field(5.0, ge=0, le=3_600)
     timeout_s: float = Field(10.0, gt=0, le=300)
     backoff_initial_s: float = Field(1.0, gt=0, le=600)
     backoff_max_s: float = Field(60.0, gt=0, le=3_600)
 
-    @field_validator("token_file")
+    @field_validator("token_file", "enrollment_token_file")
     @classmethod
     def _relative_to_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return None if value is None else resolve_path(value, info)
@@ -49,9 +52,21 @@ class CollectorSettings(_Section):
     def _one_token(self) -> CollectorSettings:
         if (self.token is None) == (self.token_file is None):
             raise ValueError("set exactly one of token and token_file")
+        if self.enrollment_token is not None and self.enrollment_token_file is not None:
+            raise ValueError("set at most one of enrollment_token and enrollment_token_file")
+        enrolling = self.enrollment_token is not None or self.enrollment_token_file is not None
+        if enrolling and self.token_file is None:
+            raise ValueError("enrollment needs token_file: where to keep the credential")
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError("backoff_max_s must be at least backoff_initial_s")
         return self
+
+    def read_enrollment_token(self) -> str | None:
+        if self.enrollment_token is not None:
+            return self.enrollment_token.get_secret_value()
+        if self.enrollment_token_file is not None:
+            return self.enrollment_token_file.read_text(encoding="utf-8").strip()
+        return None
 
     def read_token(self) -> str:
         if self.token is not None:
