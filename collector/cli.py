@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from collector import config as collector_config
+from collector.central import CentralChecks
 from collector.store import ProbeExists, Store
 from probes import logsetup
 from probes.configfile import ConfigError
@@ -93,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     logsetup.setup(config.logging.format, config.logging.level)
 
     if args.command == "check-config":
+        try:
+            if config.checks_file is not None:
+                CentralChecks(config.checks_file)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_CONFIG
         print(f"{args.config or '(defaults)'}: valid")
         return 0
     if args.command == "demo":
@@ -109,7 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     from collector.web import create_app
 
     store = Store(config.database.url)
-    app = create_app(config, store)
+    try:
+        app = create_app(config, store)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
     print(f"unhindered-collector listening on http://{config.listen.host}:{config.listen.port}/ "
           f"(metrics at /metrics)", file=sys.stderr, flush=True)
     web.run_app(app, host=config.listen.host, port=config.listen.port, print=None,

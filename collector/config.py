@@ -14,7 +14,7 @@ from pydantic import (
 )
 
 from collector.hysteresis import Policy
-from probes.configfile import load_model
+from probes.configfile import load_model, resolve_path
 from probes.logsetup import LoggingSettings
 
 DEFAULT_PORT = 9640
@@ -83,12 +83,20 @@ class RetentionSettings(_Section):
 
 
 class CollectorConfig(_Section):
+    checks_file: Path | None = Field(
+        None, description="the central check lists probes fetch (see docs/central-checks.md)")
     listen: ListenSettings = ListenSettings()
     states: StateSettings = StateSettings()
     retention: RetentionSettings = RetentionSettings()
     database: DatabaseSettings = DatabaseSettings()
     ingest: IngestSettings = IngestSettings()
     logging: LoggingSettings = LoggingSettings()
+
+
+    @field_validator("checks_file")
+    @classmethod
+    def _relative_to_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else resolve_path(value, info)
 
 
 def load(path: Path) -> CollectorConfig:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 from pydantic import ValidationError
 
+from collector.central import CentralChecks
 from collector.config import CollectorConfig
 from collector.metrics import Metrics, RenderedMetrics
 from collector.rollups import Rollups
@@ -31,6 +32,7 @@ DB_THREAD = web.AppKey("db_thread", ThreadPoolExecutor)
 TIMELINES = web.AppKey("timelines", Timelines)
 SILENCE_CHECK_S = 2.0
 BACKGROUND = web.AppKey("background", list)
+CENTRAL = web.AppKey("central", object)
 EXPOSITION = web.AppKey("exposition", RenderedMetrics)
 ROLLUP_PERIOD_S = 30.0
 PRUNE_PERIOD_S = 3_600.0
@@ -69,16 +71,41 @@ async def ingest(request: web.Request) -> web.Response:
     return response
 
 
-async def _ingest(request: web.Request) -> web.Response:
-    config = request.app[CONFIG]
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
+def bearer_token(request: web.Request) -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Refusal(401, "missing bearer token: send 'Authorization: Bearer <probe token>'")
-    probe = await _db(request, request.app[STORE].probe_for_token, token.strip())
+        raise Refusal(401, "missing bearer token: send 'Authorization: Bearer <token>'")
+    return token.strip()
+
+
+async def _probe_of(request: web.Request):
+    probe = await _db(request, request.app[STORE].probe_for_token, bearer_token(request))
     if probe is None:
         raise Refusal(401, "unknown or revoked token: register the probe with "
-                           "'unhindered-collector probes add' and use the token it prints")
+                           "'unhindered-collector probes add' and use the credential it gets")
+    return probe
+
+
+async def probe_checks(request: web.Request) -> web.Response:
+    """The probe's check list from the central checks file, with an ETag."""
+    try:
+        probe = await _probe_of(request)
+    except Refusal as refusal:
+        return _error(refusal.status, refusal.reason)
+    central = request.app[CENTRAL]
+    if central is None:
+        checks, version = [], "none"
+    else:
+        checks, version = await _db(request, central.for_probe, probe.probe_id, probe.mission)
+    etag = f'"{version}"'
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers={"ETag": etag})
+    return web.json_response({"version": version, "checks": checks}, headers={"ETag": etag})
+
+
+async def _ingest(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    probe = await _probe_of(request)
 
     try:
         raw = await request.read()
@@ -177,6 +204,7 @@ def create_app(config: CollectorConfig, store: Store) -> web.Application:
     app[STORE] = store
     app[STATE] = state
     app[TIMELINES] = timelines
+    app[CENTRAL] = CentralChecks(config.checks_file) if config.checks_file else None
     app[METRICS] = Metrics(state, timelines)
     app[EXPOSITION] = RenderedMetrics(app[METRICS])
     app[DB_THREAD] = ThreadPoolExecutor(1, thread_name_prefix="db")
@@ -222,6 +250,7 @@ def create_app(config: CollectorConfig, store: Store) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_post("/api/v1/results", ingest)
     app.router.add_post("/api/v1/enroll", enroll)
+    app.router.add_get("/api/v1/probe/checks", probe_checks)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/healthz", healthz)
     return app

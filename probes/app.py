@@ -11,10 +11,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from probes import config as probe_config
+from probes.central import CentralChecks, merge
 from probes.checks import CheckBase, icmp
 from probes.config import ProbeConfig
 from probes.configfile import ConfigError
@@ -37,6 +39,7 @@ class Probe:
         self.pusher = HttpPusher(config.collector, self.outbox, config.probe_id,
                                  config.mission, token="")  # set by run(), after enrollment
         self.local = LocalContext(config.local)
+        self.central = CentralChecks(config.outbox.with_suffix(".central-checks.json"))
         self.metrics = ProbeMetrics(self.pusher)
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._last_ok: dict[str, bool] = {}
@@ -100,7 +103,20 @@ class Probe:
                 break
 
     def _all_checks(self) -> list[CheckBase]:
-        return [*self.local.checks, *self.config.checks]
+        checks = merge(self.central.checks, self.config.checks) if self.config.central.enabled \
+            else list(self.config.checks)
+        return [*self.local.checks, *checks]
+
+    async def _follow_central_checks(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.config.collector.timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                if self.config.central.enabled:
+                    urls = [str(u) for u in self.config.collector.urls]
+                    if await self.central.poll(session, urls, self.pusher.token):
+                        self.scheduler.remove_all_jobs()
+                        self.schedule()
+                await asyncio.sleep(self.config.central.poll_s)
 
     def schedule(self) -> None:
         now = datetime.now(UTC)
@@ -139,7 +155,7 @@ class Probe:
         self.scheduler.remove_all_jobs()
         self.schedule()
         self.metrics.reloads.labels("applied").inc()
-        log.info("config reloaded: %d checks", len(new.checks))
+        log.info("config reloaded: %d local checks", len(new.checks))
         return True
 
     # --- the service ---
@@ -159,15 +175,17 @@ class Probe:
         self.schedule()
         self.scheduler.start()
         pusher = asyncio.create_task(self.pusher.run(), name="http-push")
+        central = asyncio.create_task(self._follow_central_checks(), name="central-checks")
         stats = await self.outbox.stats()
-        log.info("probe %s (%s) started: %d checks (%d local), outbox %s holds %d results "
-                 "(seq %d)", self.config.probe_id, self.config.mission,
-                 len(self.config.checks), len(self.local.checks), self.config.outbox,
-                 stats.depth, stats.last_seq)
+        log.info("probe %s (%s) started: %d checks (%d from the centre, %d of the local "
+                 "side), outbox %s holds %d results (seq %d)", self.config.probe_id,
+                 self.config.mission, len(self._all_checks()), len(self.central.checks),
+                 len(self.local.checks), self.config.outbox, stats.depth, stats.last_seq)
         done = asyncio.create_task(stop.wait())
         await asyncio.wait([pusher, done], return_when=asyncio.FIRST_COMPLETED)
         self.scheduler.shutdown(wait=False)
         pusher.cancel()
+        central.cancel()
         if runner is not None:
             await runner.cleanup()
         if pusher.done() and not pusher.cancelled() and pusher.exception():

@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from probes.central import CentralSettings
 from probes.checks import CheckConfig
 from probes.checks.icmp import IcmpSettings
 from probes.configfile import load_model, resolve_path
@@ -102,7 +103,8 @@ class ProbeConfig(_Section):
     mission: MissionCode
     outbox: Path = Field(description="SQLite file holding results until acknowledged")
     collector: CollectorSettings
-    checks: list[CheckConfig] = Field(min_length=1)
+    checks: list[CheckConfig] = Field(default_factory=list)
+    central: CentralSettings = CentralSettings()
     icmp: IcmpSettings = IcmpSettings()
     local: LocalSettings = LocalSettings()
     metrics: MetricsSettings | None = None
@@ -112,6 +114,12 @@ class ProbeConfig(_Section):
     @classmethod
     def _relative_to_file(cls, value: Path, info: ValidationInfo) -> Path:
         return resolve_path(value, info)
+
+    @model_validator(mode="after")
+    def _something_to_measure(self) -> ProbeConfig:
+        if not self.checks and not self.central.enabled:
+            raise ValueError("no checks: list some, or enable central checks")
+        return self
 
     @field_validator("checks")
     @classmethod
