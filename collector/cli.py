@@ -95,12 +95,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "check-config":
         try:
+            inventory = config.load_inventory()
             if config.checks_file is not None:
                 CentralChecks(config.checks_file)
         except ConfigError as exc:
             print(exc, file=sys.stderr)
             return EXIT_CONFIG
-        print(f"{args.config or '(defaults)'}: valid")
+        print(f"{args.config or '(defaults)'}: valid; inventory of "
+              f"{len(inventory.missions)} missions")
         return 0
     if args.command == "demo":
         from collector.demo import run_demo

@@ -14,6 +14,7 @@ from pydantic import (
 )
 
 from collector.hysteresis import Policy
+from collector.inventory import Inventory, default_inventory, load_inventory
 from probes.configfile import load_model, resolve_path
 from probes.logsetup import LoggingSettings
 
@@ -83,6 +84,9 @@ class RetentionSettings(_Section):
 
 
 class CollectorConfig(_Section):
+    inventory: Path | None = Field(
+        None, description="the mission inventory (docs/inventory.md); default: the shipped "
+                          "one, the 193 Member States and 2 Observer States")
     checks_file: Path | None = Field(
         None, description="the central check lists probes fetch (see docs/central-checks.md)")
     listen: ListenSettings = ListenSettings()
@@ -93,10 +97,14 @@ class CollectorConfig(_Section):
     logging: LoggingSettings = LoggingSettings()
 
 
-    @field_validator("checks_file")
+    @field_validator("checks_file", "inventory")
     @classmethod
     def _relative_to_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return None if value is None else resolve_path(value, info)
+
+
+    def load_inventory(self) -> Inventory:
+        return default_inventory() if self.inventory is None else load_inventory(self.inventory)
 
 
 def load(path: Path) -> CollectorConfig:

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -23,13 +22,17 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    ValidationError,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from collector.hysteresis import Policy
-from collector.maintenance import MaintenanceWindow, Schedule, TimeZoneName, check
+from collector.maintenance import (
+    MaintenanceWindow,
+    Schedule,
+    TimeZoneName,
+    check,
+    invalid_at,
+)
 from probes.configfile import load_model
 from probes.measurement import Identifier, MissionCode
 
@@ -42,10 +45,9 @@ _ALPHA3 = re.compile(r"^[A-Z]{3}$")
 # Where Permanent Missions are accredited: the four headquarters duty stations and the
 # seats of the regional commissions. A closed list, so that a typo does not invent a duty
 # station on the dashboards; add to it when a new one is needed.
-DUTY_STATIONS = ("New York", "Geneva", "Vienna", "Nairobi",
-                 "Addis Ababa", "Bangkok", "Beirut", "Santiago")
 DutyStation = Literal["New York", "Geneva", "Vienna", "Nairobi",
                       "Addis Ababa", "Bangkok", "Beirut", "Santiago"]
+DUTY_STATIONS: tuple[str, ...] = get_args(DutyStation)
 
 # The WHATWG HTML definition of a valid e-mail address (what browsers accept in
 # <input type=email>), with at least one dot in the domain: alerts go to real domains.
@@ -108,9 +110,9 @@ class Mission(_Section):
     @model_validator(mode="after")
     def _state_codes_are_iso(self) -> Mission:
         if self.kind in STATE_KINDS and not _ALPHA3.match(self.code):
-            raise _invalid("Mission", [(("code",), f"a State's code is its ISO 3166-1 alpha-3 "
-                                        f"code (three letters, e.g. FRA) as kind is {self.kind}",
-                                        self.code)])
+            message = (f"expected the State's ISO 3166-1 alpha-3 code (three letters, e.g. "
+                       f"FRA) for kind {self.kind}")
+            raise invalid_at("Mission", [(("code",), message, self.code)])
         return self
 
     def schedule(self, default_timezone: str | None = None) -> Schedule:
@@ -155,7 +157,7 @@ class Inventory(_Section):
                     field, given = window.first_time()
                     problems.append((("missions", i, "maintenance", j, field), message, given))
         if problems:
-            raise _invalid("Inventory", problems)
+            raise invalid_at("Inventory", problems)
         self._by_code = {m.code: m for m in self.missions}
         return self
 
@@ -194,15 +196,6 @@ class Inventory(_Section):
         if code not in self._by_code:
             return Schedule((), self.defaults.timezone)
         return self._by_code[code].schedule(self.defaults.timezone)
-
-
-def _invalid(title: str, problems: Iterable[tuple[tuple, str, Any]]) -> ValidationError:
-    """A ValidationError at the given locations. Raised from a validator, pydantic keeps it
-    as it is and prefixes the locations, so the message points at the right line."""
-    return ValidationError.from_exception_data(title, [
-        InitErrorDetails(type=PydanticCustomError("inventory", "{message}", {"message": msg}),
-                         loc=loc, input=value)
-        for loc, msg, value in problems])
 
 
 def load_inventory(path: Path) -> Inventory:

@@ -37,9 +37,11 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = date.weekday()
 _FULL_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -160,6 +162,16 @@ def _parse_month_day(value: Any) -> int | str:
 MonthDay = Annotated[int | str, BeforeValidator(_parse_month_day)]
 
 
+def invalid_at(title: str, problems: Iterable[tuple[tuple, str, Any]]) -> ValidationError:
+    """A ValidationError at the given (location, message, input) places. Raised from a
+    validator, pydantic keeps it and prefixes the locations, so the error points at the
+    line of the field concerned rather than at the whole model."""
+    return ValidationError.from_exception_data(title, [
+        InitErrorDetails(type=PydanticCustomError("invalid", "{message}", {"message": msg}),
+                         loc=loc, input=value)
+        for loc, msg, value in problems])
+
+
 # --- the windows ---
 
 class _Window(BaseModel):
@@ -174,9 +186,12 @@ class _Window(BaseModel):
     @classmethod
     def _yaml_on_is_true(cls, data: Any) -> Any:
         # YAML 1.1 reads the key `on` as the boolean true: say so instead of "unknown True".
-        if isinstance(data, dict) and any(isinstance(k, bool) for k in data):
-            raise ValueError("a key here reads as true or false in YAML (on, off, yes, no): "
-                             "for the days of a weekly window write days: [sat]")
+        for key, value in data.items() if isinstance(data, dict) else ():
+            if isinstance(key, bool):
+                raise invalid_at("window", [(
+                    ("on" if key else "off",),
+                    "this key reads as true or false in YAML (like on, off, yes, no): for "
+                    "the days of a weekly window write days: [sat]", value)])
         return data
 
 

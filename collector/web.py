@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from collector.central import CentralChecks
 from collector.config import CollectorConfig
+from collector.inventory import Inventory
 from collector.metrics import Metrics, RenderedMetrics
 from collector.rollups import Rollups
 from collector.state import FleetState
@@ -30,10 +31,12 @@ METRICS = web.AppKey("metrics", Metrics)
 CONFIG = web.AppKey("config", CollectorConfig)
 DB_THREAD = web.AppKey("db_thread", ThreadPoolExecutor)
 TIMELINES = web.AppKey("timelines", Timelines)
-SILENCE_CHECK_S = 2.0
-BACKGROUND = web.AppKey("background", list)
+INVENTORY = web.AppKey("inventory", Inventory)
 CENTRAL = web.AppKey("central", object)
 EXPOSITION = web.AppKey("exposition", RenderedMetrics)
+BACKGROUND = web.AppKey("background", list)
+
+SILENCE_CHECK_S = 2.0
 ROLLUP_PERIOD_S = 30.0
 PRUNE_PERIOD_S = 3_600.0
 
@@ -198,12 +201,14 @@ def create_app(config: CollectorConfig, store: Store) -> web.Application:
     app = web.Application(client_max_size=config.ingest.max_body_bytes)
     state = FleetState()
     policy = config.states.policy()
-    timelines = Timelines(store, lambda mission: policy)
+    inventory = config.load_inventory()
+    timelines = Timelines(store, lambda mission: inventory.policy_for(mission, policy))
     rollups = Rollups(store)
     app[CONFIG] = config
     app[STORE] = store
     app[STATE] = state
     app[TIMELINES] = timelines
+    app[INVENTORY] = inventory
     app[CENTRAL] = CentralChecks(config.checks_file) if config.checks_file else None
     app[METRICS] = Metrics(state, timelines)
     app[EXPOSITION] = RenderedMetrics(app[METRICS])

@@ -53,7 +53,11 @@ def test_ten_percent_loss_over_600_rounds_never_goes_down(lab, tmp_path):
         figures = json.loads(r.figures)
         sent, received = sent + figures["sent"], received + figures["received"]
     assert 0.06 < 1 - received / sent < 0.14  # the loss was really there
-    assert [state for _t, state in history(collector, "ISL", "internet-icmp")] == ["up"]
+    states = {state for _t, state in history(collector, "ISL", "internet-icmp")}
+    # Never down. Rounds losing one of five requests are over the inventory's default 5 %
+    # loss threshold, so the check is degraded at times: that is what loss is for.
+    assert "down" not in states and "unknown" not in states
+    assert states <= {"up", "degraded"}
 
 
 def test_cut_is_unknown_while_silent_then_down_at_the_measured_time(lab, tmp_path):
