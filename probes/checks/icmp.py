@@ -17,10 +17,12 @@ import ipaddress
 import itertools
 import logging
 import os
+import queue
 import random
 import socket
 import statistics
 import struct
+import threading
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -159,7 +161,8 @@ class IcmpSocket:
                 return seq
         raise RuntimeError("all 65,536 ICMP sequence numbers are in use")
 
-    def send(self, rnd: _Round, address: str, payload_bytes: int) -> None:
+    def prepare(self, rnd: _Round, address: str, payload_bytes: int) -> tuple[bytes, _Request]:
+        """Registers one echo request of the round (on the event loop) and builds it."""
         seq = self._allocate_seq()
         payload = (_COOKIE + os.urandom(payload_bytes))[:payload_bytes]
         checksum = 0
@@ -169,13 +172,18 @@ class IcmpSocket:
         request = _Request(address, 0, 0, self._loop.create_future())
         self._requests[seq] = (request, rnd)
         rnd.requests.append(request)
+        return packet + payload, request
+
+    def transmit(self, packet: bytes, request: _Request) -> str | None:
+        """Sends it (on the sender thread); returns an error text if the send failed."""
         request.sent_mono_ns = time.monotonic_ns()
         request.sent_ns = time.time_ns()
         try:
-            self.sock.sendto(packet + payload, (address, 0))
-            self.engine.counters.sent += 1
+            self.sock.sendto(packet, (request.address, 0))
         except OSError as exc:
-            request.future.set_result(f"send failed: {exc.strerror or exc}")
+            return f"send failed: {exc.strerror or exc}"
+        self.engine.counters.sent += 1
+        return None
 
     def release(self, rnd: _Round) -> None:
         """The round is over: its numbers stay reserved a while to recognise late replies."""
@@ -297,8 +305,7 @@ class IcmpEngine:
         self.counters = EngineCounters()
         self.sockets: dict[int, IcmpSocket] = {}
         self.jitter: dict[str, float] = {}  # check id -> running RFC 3550 estimate
-        self._pacing = asyncio.Lock()
-        self._last_send = 0.0
+        self._sender = _Sender(settings.min_gap_s)
 
     def socket_for(self, version: Literal[4, 6]) -> IcmpSocket:
         if version not in self.sockets:
@@ -306,17 +313,61 @@ class IcmpEngine:
         return self.sockets[version]
 
     async def send(self, sock: IcmpSocket, rnd: _Round, address: str, payload: int) -> None:
-        async with self._pacing:
-            wait = self._last_send + self.settings.min_gap_s - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            sock.send(rnd, address, payload)
-            self._last_send = time.monotonic()
+        """Queues one echo request and returns once it is on the wire."""
+        packet, request = sock.prepare(rnd, address, payload)
+        loop = asyncio.get_running_loop()
+        sent: asyncio.Future[str | None] = loop.create_future()
+        self._sender.queue.put((sock, packet, request, loop, sent))
+        error = await sent
+        if error is not None and not request.future.done():
+            request.future.set_result(error)
 
     def close(self) -> None:
+        self._sender.stop()
         for sock in self.sockets.values():
             sock.close()
         self.sockets.clear()
+
+
+class _Sender(threading.Thread):
+    """Puts every echo request of the probe on the wire, at least `min_gap_s` apart.
+
+    A thread of its own, because the event loop's timers only wake in whole milliseconds:
+    a 1 ms gap would become about 1.4 ms, and a 200-target sweep 40 % slower than fping.
+    Here the gap is kept to within the kernel's sleep precision, and the loop is never
+    blocked to get it.
+    """
+
+    def __init__(self, min_gap_s: float) -> None:
+        super().__init__(name="icmp-sender", daemon=True)
+        self.min_gap_s = min_gap_s
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.start()
+
+    def run(self) -> None:
+        next_at = 0.0
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            sock, packet, request, loop, sent = item
+            # Packets go out on a grid `min_gap_s` apart; sleeping late for one does not
+            # push back all the following ones.
+            planned = max(next_at, time.monotonic())
+            wait = planned - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            next_at = planned + self.min_gap_s
+            error = sock.transmit(packet, request)
+            loop.call_soon_threadsafe(_resolve, sent, error)
+
+    def stop(self) -> None:
+        self.queue.put(None)
+
+
+def _resolve(future: asyncio.Future, value: object) -> None:
+    if not future.done():  # the round may have been cancelled meanwhile
+        future.set_result(value)
 
 
 _engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, IcmpEngine] = (
@@ -329,6 +380,8 @@ def engine(settings: IcmpSettings | None = None) -> IcmpEngine:
     current = _engines.get(loop)
     if current is None or (settings is not None and settings != current.settings
                            and not current.sockets):
+        if current is not None:
+            current.close()
         current = _engines[loop] = IcmpEngine(settings or IcmpSettings())
     return current
 
