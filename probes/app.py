@@ -11,7 +11,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -29,6 +28,7 @@ from probes.rounds import measure
 from probes.selfmetrics import ProbeMetrics
 
 log = logging.getLogger(__name__)
+METRICS_REFRESH_S = 2.0  # how fresh the outbox figures in the probe's /metrics are
 
 
 class Probe:
@@ -102,21 +102,24 @@ class Probe:
             if again.ok != m.ok:
                 break
 
+    async def _refresh_metrics(self) -> None:
+        while self.config.metrics is not None:
+            await self.metrics.refresh(self)
+            await asyncio.sleep(METRICS_REFRESH_S)
+
     def _all_checks(self) -> list[CheckBase]:
         checks = merge(self.central.checks, self.config.checks) if self.config.central.enabled \
             else list(self.config.checks)
         return [*self.local.checks, *checks]
 
     async def _follow_central_checks(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.config.collector.timeout_s)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            while True:
-                if self.config.central.enabled:
-                    urls = [str(u) for u in self.config.collector.urls]
-                    if await self.central.poll(session, urls, self.pusher.token):
-                        self.scheduler.remove_all_jobs()
-                        self.schedule()
-                await asyncio.sleep(self.config.central.poll_s)
+        while True:
+            if self.config.central.enabled:
+                urls = [str(u) for u in self.config.collector.urls]
+                if await self.central.poll(self.pusher.transport, urls, self.pusher.token):
+                    self.scheduler.remove_all_jobs()
+                    self.schedule()
+            await asyncio.sleep(self.config.central.poll_s)
 
     def schedule(self) -> None:
         now = datetime.now(UTC)
@@ -168,14 +171,16 @@ class Probe:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
-        runner = None
+        stop_metrics = None
         if self.config.metrics is not None:
-            runner = await self.metrics.serve(self, self.config.metrics.host,
+            await self.metrics.refresh(self)
+            stop_metrics = self.metrics.serve(self.config.metrics.host,
                                               self.config.metrics.port)
         self.schedule()
         self.scheduler.start()
         pusher = asyncio.create_task(self.pusher.run(), name="http-push")
         central = asyncio.create_task(self._follow_central_checks(), name="central-checks")
+        figures = asyncio.create_task(self._refresh_metrics(), name="metrics")
         stats = await self.outbox.stats()
         log.info("probe %s (%s) started: %d checks (%d from the centre, %d of the local "
                  "side), outbox %s holds %d results (seq %d)", self.config.probe_id,
@@ -186,8 +191,10 @@ class Probe:
         self.scheduler.shutdown(wait=False)
         pusher.cancel()
         central.cancel()
-        if runner is not None:
-            await runner.cleanup()
+        figures.cancel()
+        self.pusher.transport.close()
+        if stop_metrics is not None:
+            stop_metrics()
         if pusher.done() and not pusher.cancelled() and pusher.exception():
             raise pusher.exception()  # type: ignore[misc]
         icmp.engine().close()

@@ -8,10 +8,10 @@ import json
 import logging
 from pathlib import Path
 
-import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from probes.checks import CheckBase, CheckConfig
+from probes.transport import Transport, TransportError
 
 log = logging.getLogger(__name__)
 _check = TypeAdapter(CheckConfig)
@@ -50,7 +50,7 @@ class CentralChecks:
         except (OSError, ValueError, KeyError):
             pass
 
-    async def poll(self, session: aiohttp.ClientSession, urls: list[str], token: str) -> bool:
+    async def poll(self, transport: Transport, urls: list[str], token: str) -> bool:
         """Asks the collectors (in order) for the list; True when it changed."""
         headers = {"Authorization": f"Bearer {token}"}
         if self.version:
@@ -58,15 +58,15 @@ class CentralChecks:
         for url in urls:
             endpoint = f"{url.rstrip('/')}/api/v1/probe/checks"
             try:
-                async with session.get(endpoint, headers=headers) as answer:
-                    if answer.status == 304:
-                        return False
-                    if answer.status != 200:
-                        log.warning("%s answered %d: %s", endpoint, answer.status,
-                                    (await answer.text())[:300])
-                        continue
-                    body = await answer.json()
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                answer = await transport.request("GET", endpoint, headers=headers)
+                if answer.status == 304:
+                    return False
+                if answer.status != 200:
+                    log.warning("%s answered %d: %s", endpoint, answer.status,
+                                answer.text()[:300])
+                    continue
+                body = answer.json()
+            except (TransportError, ValueError) as exc:
                 log.info("central checks: %s: %s", endpoint, exc)
                 continue
             if body.get("version") == self.version:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
 from pathlib import Path
 
-import aiohttp
-
 from probes.config import ProbeConfig
+from probes.transport import Transport, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +42,24 @@ async def credential(config: ProbeConfig) -> str:
         raise EnrollmentFailed(f"{settings.token_file} does not exist and no enrollment token "
                                "is configured (collector.enrollment_token)")
     backoff = settings.backoff_initial_s
-    timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    transport = Transport(settings.timeout_s)
+    try:
         while True:
             for url in settings.urls:
                 endpoint = f"{str(url).rstrip('/')}/api/v1/enroll"
+                request = json.dumps({"enrollment_token": enrollment}).encode()
                 try:
-                    async with session.post(endpoint,
-                                            json={"enrollment_token": enrollment}) as answer:
-                        body = await answer.json(content_type=None)
-                        if answer.status == 403:
-                            raise EnrollmentFailed(f"{endpoint} refused the enrollment: "
-                                                   f"{body.get('error')}")
-                        if answer.status != 200:
-                            raise aiohttp.ClientError(f"{answer.status}: {body}")
-                except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                    answer = await transport.request(
+                        "POST", endpoint, request, {"Content-Type": "application/json"})
+                    body = answer.json()
+                except (TransportError, ValueError) as exc:
                     log.warning("enrollment at %s failed: %s", endpoint, exc)
+                    continue
+                if answer.status == 403:
+                    raise EnrollmentFailed(f"{endpoint} refused the enrollment: "
+                                           f"{body.get('error')}")
+                if answer.status != 200:
+                    log.warning("enrollment at %s: %d %s", endpoint, answer.status, body)
                     continue
                 if (body.get("probe_id"), body.get("mission")) != (config.probe_id,
                                                                    config.mission):
@@ -73,3 +75,5 @@ async def credential(config: ProbeConfig) -> str:
             backoff = min(backoff * 2, settings.backoff_max_s)
             log.warning("no collector answered the enrollment; retrying in %.1f s", delay)
             await asyncio.sleep(delay)
+    finally:
+        transport.close()

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from aiohttp import web
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
     disable_created_metrics,
-    generate_latest,
+    start_http_server,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -94,16 +93,20 @@ class ProbeMetrics:
                                "Configuration reloads (SIGHUP), by result.", ["result"],
                                registry=self.registry)
 
-    async def serve(self, probe: Probe, host: str, port: int) -> web.AppRunner:
-        async def handler(_request: web.Request) -> web.Response:
-            self.snapshot.outbox = await probe.outbox.stats()
-            self.snapshot.engine = icmp.engine()
-            return web.Response(body=generate_latest(self.registry),
-                                headers={"Content-Type": "text/plain; version=0.0.4"})
+    def serve(self, host: str, port: int) -> Callable[[], None]:
+        """Serves /metrics from prometheus-client's own threaded server (no web framework
+        in the probe); returns the function that stops it."""
+        server, thread = start_http_server(port, addr=host, registry=self.registry)
 
-        app = web.Application()
-        app.router.add_get("/metrics", handler)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, host, port).start()
-        return runner
+        def stop() -> None:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
+
+        return stop
+
+    async def refresh(self, probe: Probe) -> None:
+        """Reads the outbox figures for the next scrapes (the outbox lives on its own
+        thread; scrapes come on the server's)."""
+        self.snapshot.outbox = await probe.outbox.stats()
+        self.snapshot.engine = icmp.engine()

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from cryptography import x509
-
 _ENCODING_DER = 2  # _ssl.ENCODING_DER: Certificate.public_bytes() format of the chains
 CLOSE_GRACE_S = 0.5  # longest we wait for the peer to acknowledge our close_notify
 
@@ -100,6 +98,9 @@ def chain_not_after(ssl_object: ssl.SSLObject, verified: bool) -> datetime | Non
 
 def _not_after(der: bytes) -> datetime | None:
     try:
+        # Imported here: 8 MiB that a probe without TLS checks never needs.
+        from cryptography import x509
+
         return x509.load_der_x509_certificate(der).not_valid_after_utc
     except ValueError:  # a certificate OpenSSL accepted but cryptography cannot parse
         return None

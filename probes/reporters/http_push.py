@@ -15,11 +15,10 @@ import logging
 import random
 import time
 
-import aiohttp
-
 from probes.config import CollectorSettings
 from probes.measurement import PROTOCOL_VERSION, Ack
 from probes.outbox import Outbox
+from probes.transport import Transport, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +28,7 @@ class HttpPusher:
                  mission: str, token: str) -> None:
         self.settings = settings
         self.token = token
+        self.transport = Transport(settings.timeout_s)
         self.outbox = outbox
         self.probe_id = probe_id
         self.mission = mission
@@ -44,17 +44,16 @@ class HttpPusher:
         self.token = token
         self.batch_size = settings.batch_max_size
         self._backoff = min(self._backoff, settings.backoff_max_s)
+        self.transport.timeout_s = settings.timeout_s
 
     def wake(self) -> None:
         """Called after each append: a full batch may now be ready."""
         self._wake.set()
 
     async def run(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
-        async with aiohttp.ClientSession(timeout=timeout, auto_decompress=True) as session:
-            while True:
-                await self._wait_for_batch()
-                await self.push_once(session)
+        while True:
+            await self._wait_for_batch()
+            await self.push_once()
 
     async def _wait_for_batch(self) -> None:
         while True:
@@ -71,7 +70,7 @@ class HttpPusher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 
-    async def push_once(self, session: aiohttp.ClientSession) -> bool:
+    async def push_once(self) -> bool:
         """Sends one batch of the oldest rows; True when it was acknowledged."""
         rows = await self.outbox.peek(self.batch_size)
         if not rows:
@@ -79,8 +78,7 @@ class HttpPusher:
         depth = (await self.outbox.stats()).depth
         body = self._body(rows, depth - len(rows))
         for url in self.settings.urls:
-            ack = await self._post(session, f"{str(url).rstrip('/')}/api/v1/results", body,
-                                   len(rows))
+            ack = await self._post(f"{str(url).rstrip('/')}/api/v1/results", body, len(rows))
             if ack is None:
                 continue
             # Never trust an ack beyond what was sent: those rows were not in this batch.
@@ -111,24 +109,22 @@ class HttpPusher:
         text = head[:-1] + ', "measurements": [' + ",".join(b for _, b in rows) + "]}"
         return gzip.compress(text.encode(), compresslevel=5)
 
-    async def _post(self, session: aiohttp.ClientSession, url: str, body: bytes,
-                    count: int) -> Ack | None:
+    async def _post(self, url: str, body: bytes, count: int) -> Ack | None:
         headers = {
             "Authorization": f"Bearer {self.token}",
             "Content-Type": "application/json",
             "Content-Encoding": "gzip",
         }
         try:
-            async with session.post(url, data=body, headers=headers) as response:
-                text = await response.text()
-                if response.status == 200:
-                    return Ack.model_validate_json(text)
-                if response.status == 413 and self.batch_size > 1:
-                    self.batch_size = max(1, self.batch_size // 2)
-                    log.warning("%s: batch of %d too large; now sending %d at a time",
-                                url, count, self.batch_size)
-                self.last_error = f"{url} answered {response.status}: {text[:300]}"
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            self.last_error = f"{url}: {type(exc).__name__}: {exc}"
+            answer = await self.transport.request("POST", url, body, headers)
+            if answer.status == 200:
+                return Ack.model_validate_json(answer.body)
+            if answer.status == 413 and self.batch_size > 1:
+                self.batch_size = max(1, self.batch_size // 2)
+                log.warning("%s: batch of %d too large; now sending %d at a time",
+                            url, count, self.batch_size)
+            self.last_error = f"{url} answered {answer.status}: {answer.text()[:300]}"
+        except (TransportError, ValueError) as exc:
+            self.last_error = str(exc)
         log.info("push failed: %s", self.last_error)
         return None
