@@ -87,6 +87,13 @@ class Outbox:
                 "SET value = excluded.value", (repr(time.time()),))
         return deleted
 
+    def pending_sync(self) -> tuple[int, float | None]:
+        """How many results wait, and when the oldest was queued: one cheap query, for the
+        reporter, which asks after every new result."""
+        depth, oldest = self._db.execute(
+            "SELECT count(*), min(queued_at) FROM outbox").fetchone()
+        return depth, oldest
+
     def stats_sync(self) -> OutboxStats:
         depth, oldest = self._db.execute(
             "SELECT count(*), min(queued_at) FROM outbox").fetchone()
@@ -110,6 +117,9 @@ class Outbox:
 
     async def ack(self, through: int) -> int:
         return await self._call(self.ack_sync, through)
+
+    async def pending(self) -> tuple[int, float | None]:
+        return await self._call(self.pending_sync)
 
     async def stats(self) -> OutboxStats:
         return await self._call(self.stats_sync)

@@ -57,12 +57,12 @@ class HttpPusher:
 
     async def _wait_for_batch(self) -> None:
         while True:
-            stats = await self.outbox.stats()
-            if stats.depth >= self.batch_size:
+            depth, oldest = await self.outbox.pending()
+            if depth >= self.batch_size:
                 return
             wait = None
-            if stats.depth:
-                age = time.time() - (stats.oldest_queued_at or 0)
+            if depth:
+                age = time.time() - (oldest or 0)
                 if age >= self.settings.batch_max_age_s:
                     return
                 wait = self.settings.batch_max_age_s - age
@@ -75,7 +75,7 @@ class HttpPusher:
         rows = await self.outbox.peek(self.batch_size)
         if not rows:
             return True
-        depth = (await self.outbox.stats()).depth
+        depth, _oldest = await self.outbox.pending()
         body = self._body(rows, depth - len(rows))
         for url in self.settings.urls:
             ack = await self._post(f"{str(url).rstrip('/')}/api/v1/results", body, len(rows))
