@@ -134,6 +134,7 @@ async def _demo(directory: Path | None, port: int, seconds: float) -> int:
         store.close()
         print(f"Unhindered demo: collector and {len(MISSIONS)} probes on loopback, files in "
               f"{workdir}")
+        print(f"  status:   {base_url}/status")
         print(f"  metrics:  {base_url}/metrics")
         print(f"  health:   {base_url}/healthz")
         if not icmp:

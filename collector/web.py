@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 from pydantic import ValidationError
 
+from collector import api, statuspage
 from collector.central import CentralChecks
 from collector.config import CollectorConfig
 from collector.inventory import Inventory
@@ -197,8 +198,8 @@ async def healthz(request: web.Request) -> web.Response:
 async def index(request: web.Request) -> web.Response:
     return web.json_response({
         "service": "unhindered-collector",
-        "endpoints": {"metrics": "/metrics", "health": "/healthz",
-                      "ingest": "POST /api/v1/results"},
+        "endpoints": {"status page": "/status", "metrics": "/metrics", "health": "/healthz",
+                      "api": "/api/v1/openapi.json", "ingest": "POST /api/v1/results"},
     })
 
 
@@ -263,4 +264,6 @@ def create_app(config: CollectorConfig, store: Store) -> web.Application:
     app.router.add_get("/api/v1/probe/checks", probe_checks)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/healthz", healthz)
+    api.add_routes(app)
+    statuspage.add_routes(app)
     return app
