@@ -97,11 +97,15 @@ class Machine:
     def feed(self, r: Round) -> list[Transition]:
         """One round, not older than the previous one; returns the transitions it caused."""
         transitions: list[Transition] = []
+        # A gap is judged by the longer of the old and new interval: a check whose
+        # interval just changed is not silent for having changed it.
         if r.interval_s:
-            self.interval_s = r.interval_s
+            self.interval_s = max(self.interval_s, r.interval_s)
         gap_unknown = self.silence(r.time)
         if gap_unknown is not None:
             transitions.append(gap_unknown)
+        if r.interval_s:
+            self.interval_s = r.interval_s
         self.last_time = r.time
         cls = self.classify(r)
         self.window.append(cls)

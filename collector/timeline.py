@@ -154,7 +154,11 @@ class Timelines:
             states = {k: _state_at(histories[k], t) for k in checks}
             per_group = {}
             for g in groups:
-                members = [states[k] for k in checks if self.groups.get(k, "internet") == g]
+                # A check that did not exist yet at t says nothing about t.
+                members = [states[k] for k in checks
+                           if self.groups.get(k, "internet") == g and states[k] is not None]
+                if not members:
+                    continue
                 per_group[g] = min(members, key=_GROUP_ORDER.index)
                 up = sum(s == "up" for s in members)
                 _extend(segments[g], t, per_group[g], f"{up} of {len(members)} checks up")
@@ -168,7 +172,10 @@ class Timelines:
                 self.access[(mission, group)] = (current[-1].state, current[-1].started_at)
 
 
-def _state_at(rows: list, t: float) -> str:
+def _state_at(rows: list, t: float) -> str | None:
+    """The state at t; None before the check's history begins."""
+    if not rows or t < rows[0].started_at:
+        return None
     for r in reversed(rows):
         if r.started_at <= t and (r.ended_at is None or t < r.ended_at):
             return r.state

@@ -139,3 +139,14 @@ def test_local_checks_do_not_count_for_access(any_store, fail_k):
     ingest(any_store, timelines, batch_of([(0, False)], check="local-gateway", group="local",
                                           first_seq=5))
     assert history(any_store, "*", table=access_intervals) == [(0, None, "up")]
+
+
+def test_a_check_added_later_does_not_make_the_past_unknown(any_store):
+    timelines = Timelines(any_store, lambda mission: Policy())
+    ingest(any_store, timelines, batch_of([(t, True) for t in range(0, 200, 10)]))
+    # A documents check starts reporting later; then an old round of the first check
+    # arrives late, which recomputes access from early on.
+    ingest(any_store, timelines, batch_of([(150, True), (160, True)], check="docs",
+                                          group="documents", first_seq=50))
+    ingest(any_store, timelines, batch_of([(5, True)], first_seq=60))
+    assert history(any_store, "*", table=access_intervals) == [(0, None, "up")]

@@ -100,3 +100,12 @@ def test_local_faults_are_named_in_the_cause():
 def test_policy_must_be_consistent():
     with pytest.raises(ValueError):
         Policy(fail_k=6, window_n=5)
+
+
+def test_a_changed_interval_is_not_silence():
+    m = Machine(Policy())
+    m.feed(Round(time=0, ok=True, interval_s=60))
+    # The operator shortens the interval to 10 s: the next round comes 60 s later.
+    assert m.feed(Round(time=60, ok=True, interval_s=10)) == []
+    # Lengthened back to 60 s: the round 60 s after is not a gap either.
+    assert m.feed(Round(time=120, ok=True, interval_s=60)) == []
