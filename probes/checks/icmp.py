@@ -315,10 +315,12 @@ class IcmpEngine:
     async def send(self, sock: IcmpSocket, rnd: _Round, address: str, payload: int) -> None:
         """Queues one echo request and returns once it is on the wire."""
         packet, request = sock.prepare(rnd, address, payload)
-        loop = asyncio.get_running_loop()
-        sent: asyncio.Future[str | None] = loop.create_future()
-        self._sender.queue.put((sock, packet, request, loop, sent))
-        error = await sent
+        sent_now, error = self._sender.try_now(sock, packet, request)
+        if not sent_now:
+            loop = asyncio.get_running_loop()
+            sent: asyncio.Future[str | None] = loop.create_future()
+            self._sender.submit((sock, packet, request, loop, sent))
+            error = await sent
         if error is not None and not request.future.done():
             request.future.set_result(error)
 
@@ -342,10 +344,28 @@ class _Sender(threading.Thread):
         super().__init__(name="icmp-sender", daemon=True)
         self.min_gap_s = min_gap_s
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._queued = 0
+        self._next_at = 0.0  # the earliest time the next packet may leave
         self.start()
 
+    def try_now(self, sock: IcmpSocket, packet: bytes, request: _Request
+                ) -> tuple[bool, str | None]:
+        """Sends at once, from the caller's thread, when nothing is queued and the gap
+        since the last packet is respected: the usual case, without a thread hand-off."""
+        with self._lock:
+            now = time.monotonic()
+            if self._queued or now < self._next_at:
+                return False, None
+            self._next_at = now + self.min_gap_s
+        return True, sock.transmit(packet, request)
+
+    def submit(self, item: tuple) -> None:
+        with self._lock:
+            self._queued += 1
+        self.queue.put(item)
+
     def run(self) -> None:
-        next_at = 0.0
         while True:
             item = self.queue.get()
             if item is None:
@@ -353,12 +373,15 @@ class _Sender(threading.Thread):
             sock, packet, request, loop, sent = item
             # Packets go out on a grid `min_gap_s` apart; sleeping late for one does not
             # push back all the following ones.
-            planned = max(next_at, time.monotonic())
+            with self._lock:
+                planned = max(self._next_at, time.monotonic())
+                self._next_at = planned + self.min_gap_s
             wait = planned - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
-            next_at = planned + self.min_gap_s
             error = sock.transmit(packet, request)
+            with self._lock:
+                self._queued -= 1
             loop.call_soon_threadsafe(_resolve, sent, error)
 
     def stop(self) -> None:
