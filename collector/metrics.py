@@ -1,10 +1,10 @@
-"""Prometheus exposition, built from the in-memory FleetState by a custom collector
-(the fast path of prometheus-client) and rendered off the event loop."""
+"""Prometheus exposition: the fleet's series written as text from the in-memory state,
+the collector's own counters through prometheus-client, rendered off the event loop."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import gzip
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -15,13 +15,9 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from collector.state import STATES, FleetState
 from collector.timeline import ALL_GROUPS, Timelines
-
-CHECK_LABELS = ["mission", "check"]
 
 # Figures of the newest round exported as gauges: (figure key, metric name, help).
 _FIGURE_GAUGES = [
@@ -52,116 +48,112 @@ _FIGURE_GAUGES = [
 ]
 
 
-class FleetCollector(Collector):
-    def __init__(self, state: FleetState, timelines: Timelines) -> None:
-        self.state = state
-        self.timelines = timelines
+class _Family:
+    """One metric family written straight as exposition text."""
 
-    def describe(self) -> list[Metric]:
-        return []  # skips a collect() at registration; the families are dynamic
+    def __init__(self, name: str, kind: str, text: str) -> None:
+        self.name = name
+        self.lines = [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
 
-    def collect(self) -> Iterator[Metric]:
-        checks = list(self.state.checks.values())
-        probes = list(self.state.probes.values())
+    def add(self, labels: str, value: float) -> None:
+        self.lines.append(f"{self.name}{{{labels}}} {float(value)!r}")
 
-        info = GaugeMetricFamily(
-            "unhindered_check_info", "What a check measures; always 1.",
-            labels=[*CHECK_LABELS, "kind", "group", "target", "probe"])
-        up = GaugeMetricFamily(
-            "unhindered_check_up", "1 when the check's state is up, else 0.",
-            labels=CHECK_LABELS)
-        state = GaugeMetricFamily(
-            "unhindered_check_state", "1 for the check's current state, 0 for the others.",
-            labels=[*CHECK_LABELS, "state"])
-        success = GaugeMetricFamily(
-            "unhindered_check_success", "1 when the newest round succeeded, else 0.",
-            labels=CHECK_LABELS)
-        reason = GaugeMetricFamily(
-            "unhindered_check_failure_reason",
-            "1 with the failure reason of the newest round, when it failed.",
-            labels=[*CHECK_LABELS, "reason"])
-        local = GaugeMetricFamily(
-            "unhindered_check_local_ok",
-            "1 when the probe's own gateway and resolver were healthy at the newest round, "
-            "0 when not (a failure then lies inside the mission); absent when unchecked.",
-            labels=CHECK_LABELS)
-        last = GaugeMetricFamily(
-            "unhindered_check_last_measurement_timestamp_seconds",
-            "Probe-clock start time of the newest round (Unix seconds).", labels=CHECK_LABELS)
-        since = GaugeMetricFamily(
-            "unhindered_check_state_since_timestamp_seconds",
-            "Measurement time at which the current state began (Unix seconds).",
-            labels=CHECK_LABELS)
-        rounds = CounterMetricFamily(
-            "unhindered_check_rounds", "Rounds stored for the check.", labels=CHECK_LABELS)
-        failed = CounterMetricFamily(
-            "unhindered_check_rounds_failed", "Failed rounds stored for the check.",
-            labels=CHECK_LABELS)
-        figures = {key: GaugeMetricFamily(name, text, labels=CHECK_LABELS)
-                   for key, name, text in _FIGURE_GAUGES}
 
-        machines = dict(self.timelines.machines)
-        for c in checks:
-            labels = [c.mission, c.check_id]
-            machine = machines.get((c.mission, c.check_id))
-            current = machine.state if machine is not None else "unknown"
-            info.add_metric([*labels, c.kind, c.group, c.target, c.probe_id], 1)
-            up.add_metric(labels, 1 if current == "up" else 0)
-            for s in STATES:
-                state.add_metric([*labels, s], 1 if current == s else 0)
-            if c.last_ok is not None:
-                success.add_metric(labels, 1 if c.last_ok else 0)
-                last.add_metric(labels, c.last_started_at)
-            if c.last_local_ok is not None:
-                local.add_metric(labels, 1 if c.last_local_ok else 0)
-            if c.last_ok is False and c.last_reason:
-                reason.add_metric([*labels, c.last_reason], 1)
-            if machine is not None and machine.since is not None:
-                since.add_metric(labels, machine.since)
-            rounds.add_metric(labels, c.rounds_total)
-            failed.add_metric(labels, c.rounds_failed)
-            for key, family in figures.items():
-                # A round with no reply has no RTT: export no sample rather than a zero.
-                value = c.figures.get(key)
-                if isinstance(value, datetime):
-                    value = value.timestamp()
-                if value is not None:
-                    family.add_metric(labels, value)
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
-        report = GaugeMetricFamily(
-            "unhindered_probe_last_report_timestamp_seconds",
-            "Collector-clock time of the probe's newest accepted batch (Unix seconds).",
-            labels=["probe", "mission"])
-        backlog = GaugeMetricFamily(
-            "unhindered_probe_backlog_results",
-            "Results the probe said were still queued after its newest batch.",
-            labels=["probe", "mission"])
-        for p in probes:
-            report.add_metric([p.probe_id, p.mission], p.last_report_at)
-            if p.backlog is not None:
-                backlog.add_metric([p.probe_id, p.mission], p.backlog)
 
-        access = GaugeMetricFamily(
-            "unhindered_mission_access_state",
-            "1 for the mission's current access state, per group of checks and overall "
-            "(group=\"*\"), 0 for the others.", labels=["mission", "group", "state"])
-        access_up = GaugeMetricFamily(
-            "unhindered_mission_access_up",
-            "1 when the mission has unhindered access (every group up), else 0.",
-            labels=["mission"])
-        access_since = GaugeMetricFamily(
-            "unhindered_mission_access_since_timestamp_seconds",
-            "Measurement time at which the mission's access state began (Unix seconds).",
-            labels=["mission", "group"])
-        for (mission, group), (current, began) in sorted(self.timelines.access.items()):
-            for s in STATES:
-                access.add_metric([mission, group, s], 1 if current == s else 0)
-            access_since.add_metric([mission, group], began)
-            if group == ALL_GROUPS:
-                access_up.add_metric([mission], 1 if current == "up" else 0)
+def render_fleet(state: FleetState, timelines: Timelines) -> str:
+    """The fleet's series as Prometheus text (format 0.0.4).
 
-        yield from (info, up, state, success, reason, local, last, since, rounds, failed,
-                    *figures.values(), report, backlog, access, access_up, access_since)
+    Written directly rather than through prometheus-client's metric families: with
+    100,000 series those took about 0.8 s and two full garbage collections per scrape
+    (docs/benchmarks.md); this builds each check's label string once. Label names are in
+    alphabetical order, as prometheus-client writes them.
+    """
+    checks = list(state.checks.values())
+    probes = list(state.probes.values())
+    machines = dict(timelines.machines)
+    counter, gauge = "counter", "gauge"
+    info = _Family("unhindered_check_info", gauge, "What a check measures; always 1.")
+    up = _Family("unhindered_check_up", gauge, "1 when the check's state is up, else 0.")
+    state_family = _Family("unhindered_check_state", gauge,
+                           "1 for the check's current state, 0 for the others.")
+    success = _Family("unhindered_check_success", gauge,
+                      "1 when the newest round succeeded, else 0.")
+    reason = _Family("unhindered_check_failure_reason", gauge,
+                     "1 with the failure reason of the newest round, when it failed.")
+    local = _Family("unhindered_check_local_ok", gauge,
+                    "1 when the probe's own gateway and resolver were healthy at the newest "
+                    "round, 0 when not (a failure then lies inside the mission); absent "
+                    "when unchecked.")
+    last = _Family("unhindered_check_last_measurement_timestamp_seconds", gauge,
+                   "Probe-clock start time of the newest round (Unix seconds).")
+    since = _Family("unhindered_check_state_since_timestamp_seconds", gauge,
+                    "Measurement time at which the current state began (Unix seconds).")
+    rounds = _Family("unhindered_check_rounds_total", counter, "Rounds stored for the check.")
+    failed = _Family("unhindered_check_rounds_failed_total", counter,
+                     "Failed rounds stored for the check.")
+    figures = [(key, _Family(name, gauge, text)) for key, name, text in _FIGURE_GAUGES]
+
+    for c in checks:
+        labels = f'check="{_escape(c.check_id)}",mission="{c.mission}"'
+        machine = machines.get((c.mission, c.check_id))
+        current = machine.state if machine is not None else "unknown"
+        info.add(f'check="{_escape(c.check_id)}",group="{_escape(c.group)}",'
+                 f'kind="{c.kind}",mission="{c.mission}",probe="{_escape(c.probe_id)}",'
+                 f'target="{_escape(c.target)}"', 1)
+        up.add(labels, 1 if current == "up" else 0)
+        for s in STATES:
+            state_family.add(f'{labels},state="{s}"', 1 if current == s else 0)
+        if c.last_ok is not None:
+            success.add(labels, 1 if c.last_ok else 0)
+            last.add(labels, c.last_started_at)
+        if c.last_local_ok is not None:
+            local.add(labels, 1 if c.last_local_ok else 0)
+        if c.last_ok is False and c.last_reason:
+            reason.add(f'{labels},reason="{c.last_reason}"', 1)
+        if machine is not None and machine.since is not None:
+            since.add(labels, machine.since)
+        rounds.add(labels, c.rounds_total)
+        failed.add(labels, c.rounds_failed)
+        for key, family in figures:
+            # A round with no reply has no RTT: no sample rather than a zero.
+            value = c.figures.get(key)
+            if isinstance(value, datetime):
+                value = value.timestamp()
+            if value is not None:
+                family.add(labels, value)
+
+    report = _Family("unhindered_probe_last_report_timestamp_seconds", gauge,
+                     "Collector-clock time of the probe's newest accepted batch (Unix seconds).")
+    backlog = _Family("unhindered_probe_backlog_results", gauge,
+                      "Results the probe said were still queued after its newest batch.")
+    for p in probes:
+        labels = f'mission="{p.mission}",probe="{_escape(p.probe_id)}"'
+        report.add(labels, p.last_report_at)
+        if p.backlog is not None:
+            backlog.add(labels, p.backlog)
+
+    access = _Family("unhindered_mission_access_state", gauge,
+                     "1 for the mission's current access state, per group of checks and "
+                     'overall (group="*"), 0 for the others.')
+    access_up = _Family("unhindered_mission_access_up", gauge,
+                        "1 when the mission has unhindered access (every group up), else 0.")
+    access_since = _Family("unhindered_mission_access_since_timestamp_seconds", gauge,
+                           "Measurement time at which the mission's access state began "
+                           "(Unix seconds).")
+    for (mission, group), (current, began) in sorted(timelines.access.items()):
+        labels = f'group="{_escape(group)}",mission="{mission}"'
+        for s in STATES:
+            access.add(f'{labels},state="{s}"', 1 if current == s else 0)
+        access_since.add(labels, began)
+        if group == ALL_GROUPS:
+            access_up.add(f'mission="{mission}"', 1 if current == "up" else 0)
+
+    families = [info, up, state_family, success, reason, local, last, since, rounds, failed,
+                *(f for _k, f in figures), report, backlog, access, access_up, access_since]
+    return "".join("\n".join(f.lines) + "\n" for f in families)
 
 
 class Metrics:
@@ -169,8 +161,9 @@ class Metrics:
 
     def __init__(self, state: FleetState, timelines: Timelines) -> None:
         disable_created_metrics()  # _created series double the counters for no use here
+        self.state = state
+        self.timelines = timelines
         self.registry = CollectorRegistry()
-        self.registry.register(FleetCollector(state, timelines))
         ProcessCollector(registry=self.registry)
         self.ingest_requests = Counter(
             "unhindered_ingest_requests", "Result batches received, by HTTP status answered.",
@@ -180,31 +173,37 @@ class Metrics:
             ["outcome"], registry=self.registry)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return (render_fleet(self.state, self.timelines).encode()
+                + generate_latest(self.registry))
 
 
 class RenderedMetrics:
-    """The exposition, rendered on a worker thread and served as cached bytes.
+    """The exposition, rendered on a worker thread and served as cached bytes, plain and
+    gzipped (Prometheus asks for gzip; 100,000 series are 8 MiB of text).
 
-    Rendering 100,000 series takes about half a second of CPU: inside the event loop it
-    would stall ingest. Scrapes within `max_age_s` of a render share its bytes, and
-    concurrent scrapes wait for the one render in flight.
+    Scrapes within `max_age_s` of a render share its bytes, and concurrent scrapes wait
+    for the one render in flight, so the event loop never renders.
     """
 
     def __init__(self, metrics: Metrics, max_age_s: float = 1.0) -> None:
         self.metrics = metrics
         self.max_age_s = max_age_s
-        self._body = b""
+        self._body: tuple[bytes, bytes] = (b"", b"")
         self._rendered_at = float("-inf")
-        self._rendering: asyncio.Future[bytes] | None = None
+        self._rendering: asyncio.Future[tuple[bytes, bytes]] | None = None
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="metrics")
 
-    async def get(self) -> bytes:
+    def _render(self) -> tuple[bytes, bytes]:
+        body = self.metrics.render()
+        return body, gzip.compress(body, compresslevel=1)
+
+    async def get(self) -> tuple[bytes, bytes]:
+        """(plain, gzipped) exposition, at most `max_age_s` old."""
         loop = asyncio.get_running_loop()
         if loop.time() - self._rendered_at <= self.max_age_s:
             return self._body
         if self._rendering is None:
-            self._rendering = loop.run_in_executor(self._worker, self.metrics.render)
+            self._rendering = loop.run_in_executor(self._worker, self._render)
             try:
                 self._body = await self._rendering
                 self._rendered_at = loop.time()
