@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -198,3 +199,18 @@ def assert_measurement_order(stored: list) -> None:
     for rows in by_check.values():
         times = [r.started_at for r in sorted(rows, key=lambda r: r.seq)]
         assert times == sorted(times)
+
+
+def measure_once(lab, mission, tmp_path, checks: list[dict], **settings) -> dict[str, dict]:
+    """Runs `unhindered-probe once` in the mission's namespace; results by check id."""
+    config = tmp_path / "once.yaml"
+    config.write_text(yaml.safe_dump({
+        "probe_id": "once", "mission": mission.code, "outbox": str(tmp_path / "unused.sqlite"),
+        "collector": {"urls": ["http://127.0.0.1:1/"], "token": "unused"},
+        "checks": checks,
+        **settings,
+    }))
+    done = lab.run(mission.name, [PYTHON, "-m", "probes", "once", "-c", str(config)])
+    results = {r["check_id"]: r for r in map(json.loads, done.stdout.splitlines())}
+    assert set(results) == {c["id"] for c in checks}, done.stderr
+    return results

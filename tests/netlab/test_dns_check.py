@@ -11,12 +11,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import yaml
 
 from probes import config as probe_config
 from probes.configfile import ConfigError
 from tests.lab.netns import LAB_DIR
-from tests.netlab.spine import PYTHON
+from tests.netlab.spine import PYTHON, measure_once
 
 pytestmark = pytest.mark.netlab
 
@@ -57,20 +56,6 @@ def start_dns_responder(lab, tmp_path: Path, addresses: list[str]) -> None:
         pytest.fail(f"dns_responder did not start: {log_path.read_text(errors='replace')}")
 
 
-def probe_once(lab, mission, tmp_path: Path, checks: list[dict]) -> dict[str, dict]:
-    """Every check once, by the real probe inside the mission's namespace."""
-    config = tmp_path / "once.yaml"
-    config.write_text(yaml.safe_dump({
-        "probe_id": "once", "mission": mission.code, "outbox": str(tmp_path / "unused.sqlite"),
-        "collector": {"urls": ["http://127.0.0.1:1/"], "token": "unused"},
-        "checks": checks,
-    }))
-    done = lab.run(mission.name, [PYTHON, "-m", "probes", "once", "-c", str(config)])
-    results = {r["check_id"]: r for r in map(json.loads, done.stdout.splitlines())}
-    assert set(results) == {c["id"] for c in checks}, done.stderr
-    return results
-
-
 def dns_check(check_id: str, target: str, name: str, **settings) -> dict:
     return {"id": check_id, "kind": "dns", "target": target, "name": name, "timeout_s": 1,
             **settings}
@@ -105,7 +90,7 @@ def test_answers_rcodes_and_tcp_fallback(lab, tmp_path):
         dns_check("slow", v4, "slow.lab.test"),  # answered after 3 s, timeout 1 s
         dns_check("truncated-slow", v4, "big-slow.lab.test"),
     ]
-    r = probe_once(lab, mission, tmp_path, checks)
+    r = measure_once(lab, mission, tmp_path, checks)
 
     a = r["a"]
     assert a["ok"] and a["reason"] is None and a["ip_version"] == 4
@@ -171,7 +156,7 @@ def test_closed_port_cut_and_reject(lab, tmp_path):
         dns_check("closed", silent.ipv4, "www.lab.test"),
         dns_check("closed-v6", silent.ipv6, "www.lab.test"),
     ]
-    fine = probe_once(lab, mission, tmp_path, checks)
+    fine = measure_once(lab, mission, tmp_path, checks)
     assert fine["v4"]["ok"] and fine["v6"]["ok"]
     for check in ("closed", "closed-v6"):
         # ICMP port unreachable, reported on the probe's connected socket: no waiting.
@@ -179,7 +164,7 @@ def test_closed_port_cut_and_reject(lab, tmp_path):
         assert fine[check]["duration_s"] < 0.5
 
     lab.cut(mission, mode="drop")
-    dropped = probe_once(lab, mission, tmp_path, checks)
+    dropped = measure_once(lab, mission, tmp_path, checks)
     for check in checks:
         result = dropped[check["id"]]
         assert failure(result) == (False, "timeout"), result
@@ -187,7 +172,7 @@ def test_closed_port_cut_and_reject(lab, tmp_path):
 
     lab.restore(mission)
     lab.cut(mission, mode="reject")
-    rejected = probe_once(lab, mission, tmp_path, checks)
+    rejected = measure_once(lab, mission, tmp_path, checks)
     for check in checks:
         result = rejected[check["id"]]
         assert failure(result) == (False, "unreachable"), result

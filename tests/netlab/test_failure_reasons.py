@@ -3,29 +3,11 @@ once`, which prints the measurements as JSON lines."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
-import yaml
 
-from tests.netlab.spine import PYTHON
+from tests.netlab.spine import measure_once
 
 pytestmark = pytest.mark.netlab
-
-
-def measure_once(lab, mission, tmp_path, checks: list[dict], **settings) -> dict[str, dict]:
-    """Runs `unhindered-probe once` in the mission's namespace; results by check id."""
-    config = tmp_path / "once.yaml"
-    config.write_text(yaml.safe_dump({
-        "probe_id": "once", "mission": mission.code, "outbox": str(tmp_path / "unused.sqlite"),
-        "collector": {"urls": ["http://127.0.0.1:1/"], "token": "unused"},
-        "checks": checks,
-        **settings,
-    }))
-    done = lab.run(mission.name, [PYTHON, "-m", "probes", "once", "-c", str(config)])
-    assert done.stdout, done.stderr
-    results = [json.loads(line) for line in done.stdout.splitlines()]
-    return {r["check_id"]: r for r in results}
 
 
 def test_reasons_timeout_refused_unreachable(lab, tmp_path):

@@ -1,0 +1,104 @@
+"""`python -m bench [rtt|footprint|sweep|ingest|render ...]`: runs the probe benchmarks
+(rtt, footprint, sweep) and the collector benchmarks (ingest, render), all by default, and
+prints each part's table, then every goal with our figure, the reference and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from bench import bench_collector, bench_footprint, bench_rtt, bench_sweep
+from bench.common import PartResult, table
+from tests.lab.netns import unavailable_reason
+
+PARTS = ("rtt", "footprint", "sweep", "ingest", "render")
+LAB_PARTS = ("rtt", "footprint", "sweep")  # these build a network lab: root, ip, nft
+
+
+def version(argv: list[str]) -> str:
+    if shutil.which(argv[0]) is None:
+        return "missing"
+    done = subprocess.run(argv, capture_output=True, text=True)
+    return ((done.stdout or done.stderr).strip().splitlines() or ["?"])[0]
+
+
+def machine() -> str:
+    model = "?"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as meminfo:
+        mem_gib = int(meminfo.readline().split()[1]) / 1024 / 1024
+    return (f"{os.cpu_count()} x {model}, {mem_gib:.0f} GiB, Linux {platform.release()}, "
+            f"Python {platform.python_version()}")
+
+
+def load() -> str:
+    """The load average: other work on the machine skews CPU and timing figures."""
+    with open("/proc/loadavg") as loadavg:
+        return " ".join(loadavg.read().split()[:3])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("parts", nargs="*", metavar="PART",
+                        help=f"which parts to run: {', '.join(PARTS)} (default: all)")
+    parser.add_argument("--samples", type=int, default=200,
+                        help="rtt: samples per delay and tool (200)")
+    parser.add_argument("--seconds", type=float, default=40.0,
+                        help="footprint: measured window per process, after warm-up (40)")
+    parser.add_argument("--repeats", type=int, default=bench_sweep.REPEATS,
+                        help=f"sweep: runs of each variant ({bench_sweep.REPEATS})")
+    parser.add_argument("--results", type=int, default=bench_collector.RESULTS,
+                        help=f"ingest: results sent to each collector "
+                             f"({bench_collector.RESULTS:,})")
+    parser.add_argument("--scrapes", type=int, default=bench_collector.SCRAPES,
+                        help=f"render: fresh renders timed per size ({bench_collector.SCRAPES})")
+    args = parser.parse_args(argv)
+    parts = args.parts or list(PARTS)
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        parser.error(f"unknown part {', '.join(unknown)}: choose from {', '.join(PARTS)}")
+
+    reason = unavailable_reason() if set(parts) & set(LAB_PARTS) else None
+    if reason is not None:
+        print(f"cannot run the benchmarks: {reason}", file=sys.stderr)
+        return 2
+    runners: dict[str, Callable[[], PartResult]] = {
+        "rtt": lambda: bench_rtt.run(samples=args.samples),
+        "footprint": lambda: bench_footprint.run(seconds=args.seconds),
+        "sweep": lambda: bench_sweep.run(repeats=args.repeats),
+        "ingest": lambda: bench_collector.run_ingest(results=args.results),
+        "render": lambda: bench_collector.run_render(scrapes=args.scrapes),
+    }
+    print(f"Unhindered probe benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    print(f"machine: {machine()}; load average: {load()}")
+    print(f"tools: {version(['ping', '-V'])}; {version(['fping', '-v'])}; "
+          f"{version(['prometheus-blackbox-exporter', '--version'])}; "
+          f"{version(['prometheus-pushgateway', '--version'])}\n", flush=True)
+    results: list[PartResult] = []
+    for name in parts:
+        started = time.monotonic()
+        result = runners[name]()
+        result.seconds = time.monotonic() - started
+        results.append(result)
+        print(f"== {name} ({result.seconds:.0f} s, load average after: {load()})\n"
+              f"{result.text}\n", flush=True)
+
+    rows = []
+    for result in results:
+        for goal in result.goals:
+            met = "-" if goal.met is None else "met" if goal.met else "MISSED"
+            rows.append([result.name, goal.name, goal.ours, goal.reference, goal.ratio, met])
+    print("== goals\n" + table(["part", "goal", "ours", "reference", "ratio", "result"], rows))
+    return 0
