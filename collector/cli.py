@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _probes(args: argparse.Namespace, store: Store) -> int:
-    store.create_schema()
+    store.migrate()
     if args.action == "add":
         mission = _validated(MissionCode, args.mission, "mission")
         existing = {p.probe_id for p in store.list_probes()}

@@ -111,7 +111,7 @@ async def _demo(directory: Path | None, port: int, seconds: float) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     database = f"sqlite:///{workdir / 'collector.sqlite'}"
     store = Store(database)
-    store.create_schema()
+    store.migrate()
     icmp = _icmp_allowed()
     base_url = f"http://127.0.0.1:{port}"
     servers = [await _responder(host) for host in MISSIONS.values()]

@@ -12,6 +12,15 @@ from collector.schema import access_intervals, results, rollups, state_intervals
 from collector.store import Store
 
 
+def _after(query, table: Table, after: tuple[float, int] | None):
+    """Orders by (started_at, id) and starts just after the keyset position `after`."""
+    if after is not None:
+        # Written out rather than as a row-value comparison: the same plan on both backends.
+        query = query.where((table.c.started_at > after[0])
+                            | ((table.c.started_at == after[0]) & (table.c.id > after[1])))
+    return query.order_by(table.c.started_at, table.c.id)
+
+
 def results_page(store: Store, mission: str, check_id: str, start: float, end: float,
                  after: tuple[float, int] | None, limit: int) -> list:
     """Raw results of a check measured in [start, end), ordered by (started_at, id), from
@@ -19,11 +28,7 @@ def results_page(store: Store, mission: str, check_id: str, start: float, end: f
     query = select(results).where(
         results.c.mission == mission, results.c.check_id == check_id,
         results.c.started_at >= start, results.c.started_at < end)
-    if after is not None:
-        # Written out rather than as a row-value comparison: the same plan on both backends.
-        query = query.where((results.c.started_at > after[0])
-                            | ((results.c.started_at == after[0]) & (results.c.id > after[1])))
-    query = query.order_by(results.c.started_at, results.c.id).limit(limit + 1)
+    query = _after(query, results, after).limit(limit + 1)
     with store.engine.connect() as conn:
         return list(conn.execute(query))
 
@@ -38,10 +43,7 @@ def intervals_page(store: Store, mission: str, key: str, access: bool, start: fl
     query = select(table).where(
         table.c.mission == mission, column == key, table.c.started_at < end,
         table.c.ended_at.is_(None) | (table.c.ended_at > start))
-    if after is not None:
-        query = query.where((table.c.started_at > after[0])
-                            | ((table.c.started_at == after[0]) & (table.c.id > after[1])))
-    query = query.order_by(table.c.started_at, table.c.id).limit(limit + 1)
+    query = _after(query, table, after).limit(limit + 1)
     with store.engine.connect() as conn:
         return list(conn.execute(query))
 

@@ -84,8 +84,6 @@ class Store:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
 
-    create_schema = migrate
-
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(select(1))

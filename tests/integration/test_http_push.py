@@ -34,7 +34,7 @@ def result(n: int, samples: int = 3) -> IcmpMeasurement:
 @pytest.fixture
 async def collector(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'collector.sqlite'}")
-    store.create_schema()
+    store.migrate()
     token = store.add_probe("fra-1", "FRA")
     config = CollectorConfig(ingest=IngestSettings(max_body_bytes=4096))
     server = TestServer(create_app(config, store), host="127.0.0.1")

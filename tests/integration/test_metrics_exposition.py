@@ -15,7 +15,7 @@ from tests.unit.test_measurement import batch, icmp
 async def test_promtool_check_metrics_passes(tmp_path):
     promtool = require_program("promtool", "prometheus")
     store = Store(f"sqlite:///{tmp_path / 'c.sqlite'}")
-    store.create_schema()
+    store.migrate()
     token = store.add_probe("fra-1", "FRA")
     failed = icmp(seq=2, ok=False, reason="timeout",
                   figures={"sent": 5, "received": 0, "loss_ratio": 1.0})
