@@ -641,7 +641,10 @@ class LiveFeed:
         self.rounds = 0
         self.error: Exception | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> LiveFeed:
         self.thread.start()
+        return self
 
     def _run(self) -> None:
         try:
@@ -664,7 +667,7 @@ class LiveFeed:
         self.stopped.set()
         self.thread.join(30)
         if self.error is not None:
-            raise BenchError(f"the live feed failed: {self.error}")
+            raise BenchError(f"the live feed failed: {self.error!r}")
         return self.rounds
 
 
@@ -858,6 +861,7 @@ def measure_stage(server: Server, stage: Stage, scrapes: int, live: LiveFeed | N
 
     if live is not None:
         # Live traffic: the exposition is rendered again and again with every check changed.
+        live.start()
         time.sleep(LIVE_CYCLE_S)  # a whole cycle in, every check has a new round
         probe = LagProbe(server.port)
         own_before = own_figures(server.port)

@@ -10,6 +10,7 @@ All methods run on the collector's database thread.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -41,6 +42,15 @@ def round_of(m) -> Round:
                  interval_s=m.interval_s)
 
 
+def _one_transaction(method):
+    """Runs the method's store calls as one transaction (see Store.transaction)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.store.transaction():
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
 class Timelines:
     def __init__(self, store: Store, policy_for: Callable[[str], Policy]) -> None:
         self.store = store
@@ -52,6 +62,7 @@ class Timelines:
 
     # --- start-up ---
 
+    @_one_transaction
     def load(self, latest: Iterable) -> None:
         """Rebuilds the machines after a restart. Each check's history is replayed from
         the start of its current period, which also repairs a crash between storing
@@ -69,6 +80,7 @@ class Timelines:
 
     # --- rounds in ---
 
+    @_one_transaction
     def apply(self, measurements: Iterable) -> set[str]:
         """Folds newly stored measurements in; returns the missions whose state changed."""
         by_check: dict[tuple[str, str], list] = defaultdict(list)
@@ -93,6 +105,7 @@ class Timelines:
             self._combine(mission, since)
         return set(changed)
 
+    @_one_transaction
     def tick(self, now: float) -> set[str]:
         """Turns silence into unknown; called periodically with the collector's clock."""
         changed: dict[str, float] = {}
