@@ -24,7 +24,7 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 LOOP_LAG_PERIOD_S = 0.05
 # Long-lived state (checks, machines, cached lines) is moved out of the collector's reach
 # this often, so its passes only walk what is new...
-GC_FREEZE_EVERY_S = 30.0
+GC_FREEZE_EVERY_S = 5.0
 # ...and this often everything is collected once, so garbage cycles that happened to be
 # alive at a freeze are reclaimed; that one pause is timed and exported.
 GC_FULL_EVERY_S = 3600.0

@@ -47,10 +47,12 @@ class FleetState:
     def __init__(self) -> None:
         self.checks: dict[tuple[str, str], CheckState] = {}
         self.probes: dict[str, ProbeState] = {}
+        self.changes = 0  # counts every change, so /metrics is rendered only after one
 
     def apply(self, m, *, count: bool = True) -> None:
         """Folds one stored measurement in. Rounds are counted whatever their time;
         the current state follows only the newest measurement."""
+        self.changes += 1
         key = (m.mission, m.check_id)
         check = self.checks.get(key)
         if check is None:
@@ -74,6 +76,7 @@ class FleetState:
 
     def note_report(self, probe_id: str, mission: str, results: int, backlog: int | None,
                     at: float | None = None) -> None:
+        self.changes += 1
         probe = self.probes.get(probe_id)
         if probe is None:
             probe = self.probes[probe_id] = ProbeState(probe_id, mission)

@@ -59,6 +59,7 @@ class Timelines:
         self.groups: dict[tuple[str, str], str] = {}
         # (mission, group) -> (state, since); group "*" is the mission's access.
         self.access: dict[tuple[str, str], tuple[str, float]] = {}
+        self.changes = 0  # counts changes of states, so /metrics is rendered only after one
 
     # --- start-up ---
 
@@ -123,6 +124,7 @@ class Timelines:
     def _persist(self, key: tuple[str, str], transitions: list[Transition]) -> float | None:
         if not transitions:
             return None
+        self.changes += 1
         for t in transitions:
             log.info("%s %s is %s since %.3f: %s", *key, t.state, t.time, t.cause)
         self.store.rewrite_intervals(key[0], key[1], transitions[0].time,
@@ -151,12 +153,14 @@ class Timelines:
         self.store.rewrite_intervals(mission, check_id, since,
                                      [(t.time, t.state, t.cause) for t in transitions])
         self.machines[key] = machine
+        self.changes += 1
         return since
 
     # --- a mission's access ---
 
     def _combine(self, mission: str, since: float) -> None:
         """Rewrites the mission's access intervals (per group and overall) from `since`."""
+        self.changes += 1
         checks = [k for k in self.machines if k[0] == mission
                   and self.groups.get(k, "internet") != LOCAL_GROUP]
         histories = {k: self.store.intervals(mission, k[1], since) for k in checks}

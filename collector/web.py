@@ -256,6 +256,7 @@ def create_app(config: CollectorConfig, store: Store) -> web.Application:
         # collector's full passes, which otherwise stall every thread for tens of ms.
         gc.collect()
         gc.freeze()
+        app[EXPOSITION].warm()
         retention_s = config.retention.raw_days * 86_400
         app[BACKGROUND] = [
             *app[METRICS].runtime.start(),
