@@ -101,3 +101,34 @@ def test_a_broken_inventory_is_refused_naming_the_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "inventory.yaml" in err and "code" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_email_catalogs_are_current_and_french_mail_is_french(tmp_path):
+    from babel.messages.extract import extract_from_dir
+    from babel.messages.frontend import parse_mapping_cfg
+    from babel.messages.pofile import read_po
+
+    root = Path(__file__).resolve().parents[2]
+    with (root / "babel-alerts.cfg").open() as f:
+        method_map, options_map = parse_mapping_cfg(f)
+    used = {msg for _f, _l, msg, _c, _ctx in extract_from_dir(str(root), method_map,
+                                                              options_map)}
+    locale = root / "collector" / "locale"
+    with (locale / "alerts.pot").open("rb") as f:
+        assert {m.id for m in read_po(f) if m.id} == used, "run pybabel extract (docs/alerts.md)"
+    for lang in ("ar", "zh", "fr", "ru", "es"):
+        with (locale / lang / "LC_MESSAGES" / "alerts.po").open("rb") as f:
+            catalog = read_po(f, locale=lang)
+        assert {m.id for m in catalog if m.id} == used, f"run pybabel update for {lang}"
+        assert not list(catalog.check()), f"{lang}: placeholders differ"
+        if lang == "fr":
+            assert all(m.string for m in catalog if m.id), "French is incomplete"
+
+    config = tmp_path / "collector.yaml"
+    config.write_text("alerting: {language: fr}\n")
+    assert main(["-c", str(config), "alertmanager-config", "--out", str(tmp_path / "fr")]) == 0
+    template = (tmp_path / "fr" / "unhindered-email.tmpl").read_text()
+    assert "Ce qui est en panne :" in template and "What is down" not in template
+    assert "SUCCESS" in _amtool("check-config", str(tmp_path / "fr" / "alertmanager.yml"))
+    config.write_text("alerting: {language: de}\n")
+    assert main(["-c", str(config), "alertmanager-config", "--out", str(tmp_path / "de")]) == 2
