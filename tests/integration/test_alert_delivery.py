@@ -9,6 +9,7 @@ import time
 import pytest
 import yaml
 
+from collector.alerting.amapi import iso
 from collector.alerting.amconfig import build_config, render_email_template
 from collector.alerting.push import AlertPusher
 from collector.cli import main
@@ -132,3 +133,41 @@ def test_no_alertmanager_is_a_clear_error(tmp_path, capsys):
     assert main(["-c", str(config), "alertmanager-silences",
                  "--alertmanager-url", "http://127.0.0.1:9"]) == 1
     assert "failed" in capsys.readouterr().err
+
+
+def test_fleet_and_collector_alerts_inhibit_the_mission_alerts_they_explain(tmp_path):
+    def alert(**labels):
+        return {"labels": labels, "startsAt": iso(time.time() - 60),
+                "endsAt": iso(time.time() + 600)}
+
+    def states():
+        return {(a["labels"]["alertname"], a["labels"]["mission"],
+                 a["labels"].get("group", "")): a["status"]["state"] for a in am.alerts()}
+
+    fra_docs = ("MissionAccessDown", "FRA", "documents")
+    gbr_internet = ("MissionAccessDown", "GBR", "internet")
+    with smtp_sink() as sink, alertmanager(_am_config(tmp_path, sink.smarthost)) as am:
+        am.post_alerts([
+            alert(alertname="TargetDownFleetWide", mission="*", target="https://docs/",
+                  group="documents", severity="critical", scope="fleet"),
+            alert(alertname="MissionAccessDown", mission="FRA", group="documents",
+                  severity="critical", scope="mission"),
+            alert(alertname="MissionAccessDown", mission="GBR", group="internet",
+                  severity="critical", scope="mission"),
+        ])
+        # The documents target explains FRA's documents outage, not GBR's internet one.
+        wait_for(lambda: states().get(fra_docs) == "suppressed", 30, "FRA inhibited")
+        assert states()[gbr_internet] == "active"
+        wait_for(lambda: sink.received("noc@gbr.example.org"), 30, "GBR's e-mail")
+        assert not sink.received("noc@fra.example.org")
+
+        # Without the collector, every mission alert is held back; its own alert is not.
+        down = alert(alertname="CollectorDown", mission="*", severity="critical",
+                     scope="collector")
+        down["annotations"] = {"summary": "The Unhindered collector is down or not scraped"}
+        am.post_alerts([down])
+        wait_for(lambda: states().get(gbr_internet) == "suppressed", 30, "GBR inhibited")
+        assert states()[("CollectorDown", "*", "")] == "active"
+        wait_for(lambda: [m for m in sink.received("noc@centre.example.org")
+                          if "The Unhindered collector is down" in m.subject], 30,
+                 "the centre paged about the collector")
