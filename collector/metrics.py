@@ -16,7 +16,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from collector.metrics_access import render_access_seconds
+from collector.metrics_access import render_mission_access
 from collector.state import STATES, FleetState
 from collector.timeline import ALL_GROUPS, Timelines
 
@@ -155,7 +155,7 @@ def render_fleet(state: FleetState, timelines: Timelines) -> str:
     families = [info, up, state_family, success, reason, local, last, since, rounds, failed,
                 *(f for _k, f in figures), report, backlog, access, access_up, access_since]
     return ("".join("\n".join(f.lines) + "\n" for f in families)
-            + render_access_seconds(timelines))
+            + render_mission_access(timelines))
 
 
 class Metrics:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from collector.hysteresis import Policy
 from collector.maintenance import OneOffWindow, Schedule
-from collector.metrics_access import AccessSeconds
+from collector.metrics_access import AccessSeconds, render_mission_access
 
 
 class Clock:
@@ -55,3 +56,23 @@ def test_maintenance_time_is_apart_and_unseen_missions_start_at_zero():
     assert got[("GBR", "up")] == 0.0
     clock.t = 2_010.0
     assert totals(counters, {("GBR", "*"): ("up", 0.0)})[("GBR", "up")] == 10.0
+
+
+def test_thresholds_of_the_missions_in_view_are_exported():
+    class FakeTimelines:  # what render_mission_access reads of Timelines
+        access = {("FRA", "*"): ("up", 0.0), ("FRA", "internet"): ("up", 0.0),
+                  ("GBR", "*"): ("down", 0.0)}
+        observers: list = []
+
+        @staticmethod
+        def policy_for(mission: str) -> Policy:
+            return Policy(loss_pct=5, rtt_ms=250) if mission == "FRA" else Policy()
+
+    families = {f.name: f for f in text_string_to_metric_families(
+        render_mission_access(FakeTimelines()))}
+    loss = families["unhindered_mission_loss_threshold_ratio"].samples
+    rtt = families["unhindered_mission_rtt_threshold_seconds"].samples
+    # GBR has no threshold set anywhere: no sample rather than a made-up one.
+    assert [(s.labels, s.value) for s in loss] == [({"mission": "FRA"}, 0.05)]
+    assert [(s.labels, s.value) for s in rtt] == [({"mission": "FRA"}, 0.25)]
+    assert "unhindered_mission_access_seconds" in families
