@@ -19,6 +19,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from collector.metrics_access import render_mission_access
 from collector.runtime import RuntimeMetrics
 from collector.state import STATES, CheckState, FleetState
 from collector.timeline import ALL_GROUPS, Timelines
@@ -217,7 +218,8 @@ def render_fleet(state: FleetState, timelines: Timelines, check_lines: CheckLine
             access_up.add(f'mission="{mission}"', 1 if current == "up" else 0)
 
     families = [report, backlog, access, access_up, access_since]
-    return "".join(out) + "".join("\n".join(f.lines) + "\n" for f in families)
+    return ("".join(out) + "".join("\n".join(f.lines) + "\n" for f in families)
+            + render_mission_access(timelines))
 
 
 class Metrics:
