@@ -85,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--port", type=int, default=collector_config.DEFAULT_PORT)
     demo.add_argument("--dir", type=Path, help="working directory (default: a new temp dir)")
 
+    from collector.report import command as report_command
+
+    report_command.add_arguments(sub.add_parser(
+        "report", help="uptime report for a year, quarter, month or dates (docs/reports.md)"))
+
     args = parser.parse_args(argv)
     try:
         config = _settings(args)
@@ -112,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         return _probes(args, Store(config.database.url))
     if args.command == "readers":
         return _readers(args, Store(config.database.url))
+    if args.command == "report":
+        return report_command.run(args, config)
 
     from aiohttp import web
 
