@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bench import bench_collector, bench_footprint, bench_rtt, bench_sweep
+from bench import bench_collector, bench_footprint, bench_report, bench_rtt, bench_sweep
 from bench.common import PartResult, table
 from tests.lab.netns import unavailable_reason
 
-PARTS = ("rtt", "footprint", "sweep", "ingest", "render")
+PARTS = ("rtt", "footprint", "sweep", "ingest", "render", "report")
 LAB_PARTS = ("rtt", "footprint", "sweep")  # these build a network lab: root, ip, nft
 
 
@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
                              f"({bench_collector.RESULTS:,})")
     parser.add_argument("--scrapes", type=int, default=bench_collector.SCRAPES,
                         help=f"render: fresh renders timed per size ({bench_collector.SCRAPES})")
+    parser.add_argument("--missions", type=int, default=bench_report.MISSIONS,
+                        help=f"report: missions in the synthetic year "
+                             f"({bench_report.MISSIONS})")
     args = parser.parse_args(argv)
     parts = args.parts or list(PARTS)
     unknown = [p for p in parts if p not in PARTS]
@@ -80,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         "sweep": lambda: bench_sweep.run(repeats=args.repeats),
         "ingest": lambda: bench_collector.run_ingest(results=args.results),
         "render": lambda: bench_collector.run_render(scrapes=args.scrapes),
+        "report": lambda: bench_report.run(missions=args.missions),
     }
     print(f"Unhindered probe benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print(f"machine: {machine()}; load average: {load()}")

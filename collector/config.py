@@ -83,7 +83,7 @@ class RetentionSettings(_Section):
     raw_days: float = Field(30, ge=1, le=3_650,
                             description="raw results are kept this long; rollups and state "
                                         "intervals for good")
-    rollup_1m_days: float = Field(7, ge=1, le=3_650,
+    rollup_1m_days: float = Field(2, ge=1, le=3_650,
                                   description="per-minute rollups are kept this long; hour "
                                               "and day rollups for good (docs/reports.md)")
 

@@ -82,7 +82,8 @@ def monthly_bars(rows: Sequence[tuple[str, float | None]], title: str, unit: str
         x = left + i * step
         if value is not None:
             h = plot_h * value * scale / top_value
-            body.append(_rect(x + step * 0.15, top + plot_h - h, step * 0.7, h, "#1565c0"))
+            bar = min(step * 0.7, 48.0)
+            body.append(_rect(x + (step - bar) / 2, top + plot_h - h, bar, h, "#1565c0"))
             body.append(_text(x + step / 2, top + plot_h - h - 3, f"{value * scale:.1f}",
                               8, "middle"))
         body.append(_text(x + step / 2, top + plot_h + 12, month, 8, "middle"))

@@ -4,6 +4,7 @@ charts drawn by fpdf2, a Unicode font where the system has one (DejaVu)."""
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 from fpdf import FPDF
@@ -54,6 +55,8 @@ class _Document(FPDF):
         self.ln(2)
 
     def svg(self, svg: str, width: float = 180) -> None:
+        # fpdf2 draws no <title> (it is the chart's accessible name in the HTML).
+        svg = re.sub(r"<title>.*?</title>", "", svg, count=1)
         self.image(io.BytesIO(svg.encode()), w=width)
         self.ln(2)
 

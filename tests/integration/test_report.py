@@ -268,3 +268,92 @@ def test_fleet_summary_and_every_format(any_store, tmp_path):
     assert "Methodology" in html and "src=" not in html and "href=\"http" not in html
     pdf = to_pdf(rep, inv)
     assert pdf.startswith(b"%PDF-") and len(pdf) > 5_000
+
+
+# --- the command line ---
+
+def test_the_report_command(any_store, tmp_path, capsys):
+    from collector.cli import main
+
+    fleet = Fleet(any_store)
+    fleet.rounds(at("2026-08-01T00:00"), at("2026-08-02T00:00"), 600,
+                 bad=[(at("2026-08-01T08:00"), at("2026-08-01T08:30"))])
+    fleet.timelines.tick(at("2026-08-03T00:00"))  # the probe fell silent: unknown at 00:30
+    db = ["--database", any_store.url]
+    assert main([*db, "report", "--month", "2026-08", "--mission", "FRA"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("FRA,"))
+    # Up from Aug 1 00:00 to Aug 2 00:30 but for the half hour down; unknown left out.
+    assert row.split(",")[2] == f"{D / (D + 1800) * 100:.4f}"
+    assert "# Time in state unknown" in out and "left out of the denominator" in out
+
+    assert main([*db, "report", "--year", "2026", "--unknown", "down", "-o",
+                 str(tmp_path / "y.json")]) == 0
+    data = json.loads((tmp_path / "y.json").read_text())
+    assert data["policy"]["unknown"] == "down"
+    assert [m["mission"] for m in data["missions"]] == ["FRA"]
+    assert main([*db, "report", "--quarter", "2026-Q3", "--tz", "America/New_York",
+                 "-o", str(tmp_path / "q.pdf")]) == 0
+    assert (tmp_path / "q.pdf").read_bytes().startswith(b"%PDF-")
+
+    assert main([*db, "report"]) == 2
+    assert "exactly one of --year" in capsys.readouterr().err
+    assert main([*db, "report", "--year", "2026", "--tz", "Mars/Olympus"]) == 2
+    assert "IANA time zone" in capsys.readouterr().err
+    assert main([*db, "report", "--quarter", "2026-Q5"]) == 2
+    assert "expected YEAR-QN" in capsys.readouterr().err
+    assert main([*db, "report", "--year", "2026", "--format", "pdf"]) == 2
+
+
+# --- in a real browser ---
+
+@pytest.mark.slow
+async def test_chromium_renders_the_html_report(tmp_path):
+    """The HTML report of a small fleet, served on loopback to headless Chromium: the
+    screenshot is kept as docs/screenshots/report.png (UNHINDERED_SAVE_SCREENSHOTS=1)."""
+    import functools
+    import os
+    import shutil
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from collector.store import Store
+    from tests.integration.test_status_page import SCREENSHOTS, browse, png_size
+
+    store = Store(f"sqlite:///{tmp_path / 'c.sqlite'}")
+    store.migrate()
+    fleet = Fleet(store)
+    start, end = at("2026-01-01T00:00"), at("2026-01-15T00:00")
+    codes = ["FRA", "DEU", "ITA", "ESP", "BRA", "KEN"]
+    for i, code in enumerate(codes):
+        bad = [(start + D * (i + 1) + H * i, start + D * (i + 1) + H * i + 1800 * (i + 1))]
+        if code == "ITA":
+            bad.append((start + 9 * D, start + 9 * D + 5 * H))
+        for check in ("internet-icmp", "un-https"):
+            fleet.rounds(start, end, 1800, bad=bad, mission=code, check=check,
+                         rtt=lambda _t, i=i: 0.01 * (i + 1))
+    Rollups(store).run(now=end + D)
+    inv = Inventory.model_validate({"missions": [
+        {**inventory(code=c).missions[0].model_dump(mode="json"), "name": f"Mission {c}"}
+        for c in codes]})
+    rep = compute(store, inv, period_of(month="2026-01"), EXCLUDE, now=end)
+    store.close()
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "report.html").write_text(to_html(rep, inv), encoding="utf-8")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    target = tmp_path / "report.png"
+    try:
+        _out, log = await browse(f"http://127.0.0.1:{server.server_port}/report.html",
+                                 tmp_path, f"--screenshot={target}", window="1200,1600")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert target.exists(), f"chromium wrote no screenshot: {log[-2000:]}"
+    assert png_size(target) == (1200, 1600)
+    assert target.stat().st_size > 40_000, "an all but empty screenshot"
+    if os.environ.get("UNHINDERED_SAVE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(target, SCREENSHOTS / "report.png")
