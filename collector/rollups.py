@@ -42,6 +42,32 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[rank - 1]
 
 
+# RTT histograms: bin i holds values in [BIN_FLOOR_S * BIN_RATIO**i, ... **(i + 1)); a
+# value is told by its bin's geometric middle, within 2.5 % of the truth.
+BIN_FLOOR_S, BIN_RATIO = 1e-4, 1.05
+
+
+def histogram(values: list[float]) -> dict[int, int]:
+    bins: dict[int, int] = {}
+    for v in values:
+        i = max(0, math.floor(math.log(max(v, BIN_FLOOR_S) / BIN_FLOOR_S, BIN_RATIO)))
+        bins[i] = bins.get(i, 0) + 1
+    return bins
+
+
+def histogram_percentile(bins: dict[int, int], q: float) -> float | None:
+    """Nearest-rank percentile of the values a histogram counts (its bin's middle)."""
+    total = sum(bins.values())
+    if total == 0:
+        return None
+    rank, running = max(1, math.ceil(q * total)), 0
+    for i in sorted(bins):
+        running += bins[i]
+        if running >= rank:
+            return BIN_FLOOR_S * BIN_RATIO ** (i + 0.5)
+    raise AssertionError("unreachable: the ranks add up to the total")
+
+
 @dataclass(frozen=True)
 class Bucket:
     mission: str
@@ -175,4 +201,6 @@ def summary_row(bucket: Bucket, rounds: list[tuple[str, bool, dict]]) -> dict:
         rtt_median_s=statistics.median(values) if values else None,
         rtt_p95_s=percentile(values, 0.95) if values else None,
         rtt_max_s=values[-1] if values else None,
-        sent=sent if icmp else None, received=received if icmp else None)
+        sent=sent if icmp else None, received=received if icmp else None,
+        rtt_histogram=json.dumps(histogram(values), separators=(",", ":"))
+        if bucket.resolution_s == DAY and values else None)

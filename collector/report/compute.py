@@ -9,10 +9,11 @@ is not over yet is reported to date).
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,7 +24,7 @@ from collector.inventory import Inventory
 from collector.maintenance import Interval, zone
 from collector.report.period import Period
 from collector.report.policy import CountingPolicy
-from collector.rollups import DAY
+from collector.rollups import DAY, histogram_percentile
 from collector.schema import access_intervals, rollups, state_intervals
 from collector.store import Store
 from collector.timeline import ALL_GROUPS
@@ -209,52 +210,39 @@ def _timelines(store: Store, table, period: Period, missions: set[str] | None) -
     return found
 
 
-def _weighted_median(pairs: list[tuple[float, int]]) -> float | None:
-    pairs = sorted(p for p in pairs if p[0] is not None and p[1] > 0)
-    total = sum(w for _v, w in pairs)
-    if total == 0:
-        return None
-    running = 0
-    for value, weight in pairs:
-        running += weight
-        if running * 2 >= total:
-            return value
-    return pairs[-1][0]
-
-
 def _monthly(store: Store, period: Period, missions: set[str] | None) -> dict:
-    """(mission, check) -> [MonthStats] from the day rollups. A UTC day belongs to the
-    local month that holds its middle."""
+    """(mission, check) -> [MonthStats] from the day rollups: their RTT histograms added
+    up over the month give its percentiles. A UTC day belongs to the local month that
+    holds its middle."""
     months = period.months()
     tz = zone(period.timezone)
     query = select(rollups.c.mission, rollups.c.check_id, rollups.c.bucket_start,
-                   rollups.c.samples, rollups.c.rtt_median_s, rollups.c.rtt_p95_s,
-                   rollups.c.sent, rollups.c.received).where(
+                   rollups.c.samples, rollups.c.rtt_histogram, rollups.c.sent,
+                   rollups.c.received).where(
         rollups.c.resolution_s == DAY, rollups.c.bucket_start >= period.start - DAY,
         rollups.c.bucket_start < period.end)
     if missions:
         query = query.where(rollups.c.mission.in_(sorted(missions)))
-    acc: dict[tuple[str, str, str], list] = defaultdict(list)
+    acc: dict[tuple[str, str, str], list] = defaultdict(lambda: [Counter(), 0, 0, 0])
     with store.engine.connect() as conn:
-        for mission, check, start, samples, median, p95, sent, received in conn.execute(query):
+        for mission, check, start, samples, bins, sent, received in conn.execute(query):
             middle = start + DAY / 2
             if not period.start <= middle < period.end:
                 continue
-            label = f"{datetime.fromtimestamp(middle, tz):%Y-%m}"
-            acc[(mission, check, label)].append((samples, median, p95, sent, received))
+            month = acc[(mission, check, f"{datetime.fromtimestamp(middle, tz):%Y-%m}")]
+            if bins:
+                month[0].update({int(i): n for i, n in json.loads(bins).items()})
+            month[1] += samples
+            month[2] += sent or 0
+            month[3] += (sent or 0) - (received or 0)
     out: dict[tuple[str, str], list[MonthStats]] = defaultdict(list)
-    keys = {(m, c) for m, c, _label in acc}
-    for mission, check in keys:
+    for mission, check in {(m, c) for m, c, _label in acc}:
         for span in months:
-            days = acc.get((mission, check, span.label), [])
-            sent = sum(d[3] or 0 for d in days)
-            lost = sum((d[3] or 0) - (d[4] or 0) for d in days)
+            bins, samples, sent, lost = acc.get((mission, check, span.label),
+                                                (Counter(), 0, 0, 0))
             out[(mission, check)].append(MonthStats(
-                span.label,
-                _weighted_median([(d[1], d[0]) for d in days]),
-                _weighted_median([(d[2], d[0]) for d in days]),
-                lost / sent if sent else None,
-                sum(d[0] for d in days)))
+                span.label, histogram_percentile(bins, 0.5),
+                histogram_percentile(bins, 0.95), lost / sent if sent else None, samples))
     return out
 
 

@@ -185,10 +185,10 @@ def test_a_collector_outage_with_backfill_counts_as_measured(any_store):
 
 def test_a_leap_year_february(any_store):
     fleet = Fleet(any_store)
-    leap_day = (at("2028-02-29T00:00"), at("2028-03-01T00:00"))
+    slow = (at("2028-02-28T00:00"), at("2028-03-01T00:00"))  # the last two days
     fleet.rounds(at("2028-02-01T00:00"), at("2028-03-01T00:00"), 3600,
                  bad=[(at("2028-02-29T12:00"), at("2028-02-29T13:00"))],
-                 rtt=lambda t: 0.05 if leap_day[0] <= t < leap_day[1] else 0.02)
+                 rtt=lambda t: 0.05 if slow[0] <= t < slow[1] else 0.02)
     Rollups(any_store).run(now=at("2028-03-02T00:00"))
     rep = report(any_store, inventory(), now=at("2028-03-02T00:00"), month="2028-02")
     f = only(rep)
@@ -197,10 +197,12 @@ def test_a_leap_year_february(any_store):
     assert f.uptime == pytest.approx(1 - 1 / 696)
     [month] = rep.missions[0].checks[0].monthly
     assert month.month == "2028-02"
-    # 28 days at 20 ms and one at 50 ms: the median day is at 20 ms; 695 rounds answered
-    # of the 696 sent in February (the round of March 1 is March's).
-    assert month.rtt_median_s == pytest.approx(0.02)
-    assert month.rtt_p95_s == pytest.approx(0.02)
+    # 695 rounds answered of the 696 sent in February (the round of March 1 is March's):
+    # 648 at 20 ms, the last two days' 47 at 50 ms. The 95th percentile (rank 661) is in
+    # those two days, though every day's own 95th percentile is its only value; the
+    # histograms keep each value within 2.5 %.
+    assert month.rtt_median_s == pytest.approx(0.02, rel=0.025)
+    assert month.rtt_p95_s == pytest.approx(0.05, rel=0.025)
     assert month.samples == 695
     assert month.loss == pytest.approx(1 / 696)
 
@@ -262,7 +264,8 @@ def test_fleet_summary_and_every_format(any_store, tmp_path):
     data = json.loads(to_json(rep, _))
     assert data["policy"]["unknown"] == "exclude" and data["methodology"]
     ita = next(m for m in data["missions"] if m["mission"] == "ITA")
-    assert ita["outages"] == 2 and ita["checks"][0]["monthly"][0]["rtt_median_s"] == 0.03
+    assert ita["outages"] == 2
+    assert ita["checks"][0]["monthly"][0]["rtt_median_s"] == pytest.approx(0.03, rel=0.025)
     html = to_html(rep, inv)
     assert html.count("<svg") == 2 + len(codes)  # uptime, latency, one timeline each
     assert "Methodology" in html and "src=" not in html and "href=\"http" not in html
