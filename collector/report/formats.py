@@ -55,9 +55,9 @@ def methodology(report: Report, _: Gettext) -> list[str]:
         _("A mission's uptime is that of its access over all groups of checks: down when "
           "any group (e.g. internet) has none of its targets reachable (docs/states.md)."),
         _("Monthly RTT: the median and 95th percentile of every RTT sample of the month, "
-          "from daily histograms with 5 % wide bins (within 2.5 % of the exact value); a "
-          "UTC day belongs to the month of its middle. Loss is exact: echo requests lost "
-          "over sent."),
+          "from daily histograms with bins 5 percent wide (within 2.5 percent of the exact "
+          "value); a UTC day belongs to the month of its middle. Loss is exact: echo "
+          "requests lost over sent."),
     ]
     if report.through < p.end:
         lines.append(_("The period is not over: figures run to {through}.").format(
