@@ -16,12 +16,11 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 
 from collector.inventory import Inventory
-from collector.maintenance import Interval, zone
+from collector.maintenance import Interval
 from collector.report.period import Period
 from collector.report.policy import CountingPolicy
 from collector.rollups import DAY, histogram_percentile
@@ -213,36 +212,37 @@ def _timelines(store: Store, table, period: Period, missions: set[str] | None) -
 def _monthly(store: Store, period: Period, missions: set[str] | None) -> dict:
     """(mission, check) -> [MonthStats] from the day rollups: their RTT histograms added
     up over the month give its percentiles. A UTC day belongs to the local month that
-    holds its middle."""
+    holds its middle. The database sums each month up (a year is 270,000 day rows for
+    250 missions); Python adds up the histograms, one JSON text per check and month."""
     months = period.months()
-    tz = zone(period.timezone)
-    query = select(rollups.c.mission, rollups.c.check_id, rollups.c.bucket_start,
-                   rollups.c.samples, rollups.c.rtt_histogram, rollups.c.sent,
-                   rollups.c.received).where(
+    middle = rollups.c.bucket_start + DAY / 2
+    month = case(*[(middle < span.end, span.label) for span in months])
+    histograms = rollups.c.rtt_histogram
+    joined = (func.string_agg(histograms, ",") if store.engine.dialect.name == "postgresql"
+              else func.group_concat(histograms, ","))
+    query = select(rollups.c.mission, rollups.c.check_id, month, func.sum(rollups.c.samples),
+                   func.sum(rollups.c.sent), func.sum(rollups.c.received), joined).where(
         rollups.c.resolution_s == DAY, rollups.c.bucket_start >= period.start - DAY,
-        rollups.c.bucket_start < period.end)
+        rollups.c.bucket_start < period.end, middle >= period.start,
+        middle < period.end).group_by(rollups.c.mission, rollups.c.check_id, month)
     if missions:
         query = query.where(rollups.c.mission.in_(sorted(missions)))
-    acc: dict[tuple[str, str, str], list] = defaultdict(lambda: [Counter(), 0, 0, 0])
+    found: dict[tuple[str, str, str], tuple] = {}
     with store.engine.connect() as conn:
-        for mission, check, start, samples, bins, sent, received in conn.execute(query):
-            middle = start + DAY / 2
-            if not period.start <= middle < period.end:
-                continue
-            month = acc[(mission, check, f"{datetime.fromtimestamp(middle, tz):%Y-%m}")]
-            if bins:
-                month[0].update({int(i): n for i, n in json.loads(bins).items()})
-            month[1] += samples
-            month[2] += sent or 0
-            month[3] += (sent or 0) - (received or 0)
+        for mission, check, label, samples, sent, received, texts in conn.execute(query):
+            found[(mission, check, label)] = (samples or 0, sent or 0, received or 0, texts)
     out: dict[tuple[str, str], list[MonthStats]] = defaultdict(list)
-    for mission, check in {(m, c) for m, c, _label in acc}:
+    for mission, check in sorted({(m, c) for m, c, _label in found}):
         for span in months:
-            bins, samples, sent, lost = acc.get((mission, check, span.label),
-                                                (Counter(), 0, 0, 0))
+            samples, sent, received, texts = found.get((mission, check, span.label),
+                                                       (0, 0, 0, None))
+            bins: Counter = Counter()
+            for day in json.loads(f"[{texts or ''}]"):
+                for i, n in day.items():
+                    bins[int(i)] += n
             out[(mission, check)].append(MonthStats(
-                span.label, histogram_percentile(bins, 0.5),
-                histogram_percentile(bins, 0.95), lost / sent if sent else None, samples))
+                span.label, histogram_percentile(bins, 0.5), histogram_percentile(bins, 0.95),
+                (sent - received) / sent if sent else None, samples))
     return out
 
 
