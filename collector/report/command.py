@@ -7,13 +7,7 @@ import sys
 from pathlib import Path
 
 from collector.config import CollectorConfig
-from collector.report.compute import compute
-from collector.report.formats import gettext_for, to_csv, to_json
-from collector.report.html import to_html
 from collector.report.period import PeriodError, period_of
-from collector.report.policy import CountingPolicy
-from collector.statuspage import LANGUAGES
-from collector.store import Store
 from probes.configfile import ConfigError
 
 FORMATS = ("csv", "json", "html", "pdf")
@@ -37,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="default: from the output file's suffix, else csv")
     parser.add_argument("-o", "--output", type=Path,
                         help="file to write (default: standard output; pdf needs a file)")
-    parser.add_argument("--lang", choices=LANGUAGES, default="en", help="language (en)")
+    parser.add_argument("--lang", default="en",
+                        help="language: ar, zh, en, fr, ru or es (default en)")
 
 
 class _Progress:
@@ -58,6 +53,18 @@ class _Progress:
 
 
 def run(args: argparse.Namespace, config: CollectorConfig) -> int:
+    # Imported here: the other subcommands need not load the report's rendering stack.
+    from collector.report.compute import compute
+    from collector.report.formats import gettext_for, to_csv, to_json
+    from collector.report.html import to_html
+    from collector.report.policy import CountingPolicy
+    from collector.statuspage import LANGUAGES
+    from collector.store import Store
+
+    if args.lang not in LANGUAGES:
+        print(f"unhindered-collector report: --lang {args.lang!r}: expected one of "
+              f"{', '.join(LANGUAGES)}", file=sys.stderr)
+        return 2
     fmt = args.format or (args.output.suffix.lstrip(".").lower() if args.output and
                           args.output.suffix.lstrip(".").lower() in FORMATS else "csv")
     if fmt == "pdf" and args.output is None:

@@ -306,6 +306,8 @@ def test_the_report_command(any_store, tmp_path, capsys):
     assert main([*db, "report", "--quarter", "2026-Q5"]) == 2
     assert "expected YEAR-QN" in capsys.readouterr().err
     assert main([*db, "report", "--year", "2026", "--format", "pdf"]) == 2
+    assert main([*db, "report", "--year", "2026", "--lang", "de"]) == 2
+    assert "expected one of ar, zh, en, fr, ru, es" in capsys.readouterr().err
 
 
 # --- in a real browser ---
