@@ -30,31 +30,39 @@ def _rect(x: float, y: float, w: float, h: float, fill: str) -> str:
             f'fill="{fill}"/>')
 
 
-def uptime_bars(rows: Sequence[tuple[str, float]], title: str, width: float = 640) -> str:
-    """(label, uptime 0..1), worst first: one bar each, the axis from a round floor below
-    the worst value to 100 %, so that 99.9 and 99.99 can be told apart."""
-    worst = min((u * 100 for _label, u in rows), default=100.0)
-    floor = next(f for f in AXIS_FLOORS if f <= worst)
-    left, right, bar, top = 60.0, 60.0, 9.0, 22.0
+def axis_floor(uptimes: Sequence[float]) -> float:
+    """A round floor (percent) below the worst uptime, so that 99.9 and 99.99 can be told
+    apart on an axis from it to 100 %."""
+    worst = min((u * 100 for u in uptimes), default=100.0)
+    return next(f for f in AXIS_FLOORS if f <= worst)
+
+
+def uptime_bars(rows: Sequence[tuple[str, float]], title: str, width: float = 900,
+                floor: float | None = None) -> str:
+    """(label, uptime 0..1), worst first: one bar each, on an axis from `floor` (default
+    axis_floor of these rows) to 100 %."""
+    if floor is None:
+        floor = axis_floor([u for _label, u in rows])
+    left, right, bar, top = 70.0, 80.0, 13.0, 24.0
     plot = width - left - right
     height = top + bar * len(rows) + 24
-    body = [_text(left, 12, title, 11)]
+    body = [_text(left, 14, title, 13)]
     for i, (label, uptime) in enumerate(rows):
         y = top + i * bar
         share = (uptime * 100 - floor) / (100 - floor) if floor < 100 else 1.0
         colour = COLOURS["up"] if uptime >= 0.999 else COLOURS["degraded"] if (
             uptime >= 0.99) else COLOURS["down"]
-        body.append(_text(left - 4, y + bar - 2, label, 7.5, "end"))
+        body.append(_text(left - 4, y + bar - 3, label, 10, "end"))
         body.append(_rect(left, y + 1, plot * max(share, 0.0), bar - 2, colour))
-        body.append(_text(left + plot + 4, y + bar - 2, f"{uptime * 100:.3f} %", 7.5))
+        body.append(_text(left + plot + 4, y + bar - 3, f"{uptime * 100:.3f} %", 10))
     axis_y = top + bar * len(rows) + 12
-    body.append(_text(left, axis_y, f"{floor:g} %", 8))
-    body.append(_text(left + plot, axis_y, "100 %", 8, "end"))
+    body.append(_text(left, axis_y, f"{floor:g} %", 10))
+    body.append(_text(left + plot, axis_y, "100 %", 10, "end"))
     return _svg(width, height, body, title)
 
 
 def timeline(segments: Sequence[tuple[float, float, str]], maintenance: Sequence[tuple[float,
-             float]], lo: float, hi: float, title: str, width: float = 640) -> str:
+             float]], lo: float, hi: float, title: str, width: float = 900) -> str:
     """The period as a strip: each state interval in its colour, maintenance below."""
     height, left = 22.0, 2.0
     plot = width - 2 * left
@@ -71,13 +79,13 @@ def timeline(segments: Sequence[tuple[float, float, str]], maintenance: Sequence
 
 
 def monthly_bars(rows: Sequence[tuple[str, float | None]], title: str, unit: str = "ms",
-                 scale: float = 1000.0, width: float = 640) -> str:
+                 scale: float = 1000.0, width: float = 900) -> str:
     """(month, value in seconds or None): one bar per month, values in `unit`."""
     values = [v * scale for _m, v in rows if v is not None]
     top_value = max(values, default=1.0) or 1.0
     left, top, plot_h = 10.0, 22.0, 120.0
     step = (width - 2 * left) / max(len(rows), 1)
-    body = [_text(left, 12, title, 11)]
+    body = [_text(left, 14, title, 13)]
     for i, (month, value) in enumerate(rows):
         x = left + i * step
         if value is not None:
@@ -85,7 +93,7 @@ def monthly_bars(rows: Sequence[tuple[str, float | None]], title: str, unit: str
             bar = min(step * 0.7, 48.0)
             body.append(_rect(x + (step - bar) / 2, top + plot_h - h, bar, h, "#1565c0"))
             body.append(_text(x + step / 2, top + plot_h - h - 3, f"{value * scale:.1f}",
-                              8, "middle"))
-        body.append(_text(x + step / 2, top + plot_h + 12, month, 8, "middle"))
-    body.append(_text(width - left, 12, unit, 9, "end"))
+                              10, "middle"))
+        body.append(_text(x + step / 2, top + plot_h + 13, month, 10, "middle"))
+    body.append(_text(width - left, 14, unit, 11, "end"))
     return _svg(width, top + plot_h + 20, body, title)

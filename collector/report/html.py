@@ -43,13 +43,16 @@ class Charts:
     timelines: dict[str, str]  # mission code -> its outage timeline
 
 
+def ranked_uptimes(report: Report) -> list[tuple[str, float]]:
+    """(mission, uptime) of the missions with one, worst first."""
+    return sorted(((m.code, m.figures.uptime) for m in report.missions
+                   if m.figures.uptime is not None), key=lambda r: (r[1], r[0]))
+
+
 def make_charts(report: Report, inventory: Inventory, _) -> Charts:
-    ranked = sorted((m for m in report.missions if m.figures.uptime is not None),
-                    key=lambda m: (m.figures.uptime, m.code))
     lo, hi = report.period.start, report.through
     return Charts(
-        charts.uptime_bars([(m.code, m.figures.uptime) for m in ranked],
-                           _("Uptime by mission, worst first")),
+        charts.uptime_bars(ranked_uptimes(report), _("Uptime by mission, worst first")),
         charts.monthly_bars(report.fleet.monthly_rtt_median_s,
                             _("Monthly RTT: median over the fleet's checks")),
         {m.code: charts.timeline(m.figures.segments,

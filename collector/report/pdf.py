@@ -10,10 +10,12 @@ from pathlib import Path
 from fpdf import FPDF
 
 from collector.inventory import Inventory
+from collector.report import charts
 from collector.report.compute import Report
 from collector.report.formats import gettext_for, iso, methodology
-from collector.report.html import duration, make_charts, pct
+from collector.report.html import duration, make_charts, pct, ranked_uptimes
 
+UPTIME_BARS_PER_PAGE = 50
 UNICODE_FONTS = (Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
                  Path("/usr/share/fonts/TTF/DejaVuSans.ttf"))
 # The core PDF fonts know Latin-1 only: what the report writes outside it, spelled out.
@@ -91,8 +93,13 @@ def to_pdf(report: Report, inventory: Inventory, lang: str = "en") -> bytes:
     else:
         doc.para(_("None: no check was down at half of its missions at once."))
     doc.svg(pictures.latency)
-    doc.add_page()
-    doc.svg(pictures.uptime)
+    # The uptime chart in pages of 50 missions, on one axis: a fleet's would not fit one.
+    ranked = ranked_uptimes(report)
+    floor = charts.axis_floor([u for _code, u in ranked])
+    for i in range(0, len(ranked), UPTIME_BARS_PER_PAGE):
+        doc.add_page()
+        doc.svg(charts.uptime_bars(ranked[i:i + UPTIME_BARS_PER_PAGE],
+                                   _("Uptime by mission, worst first"), floor=floor))
     doc.add_page()
     doc.para(_("Missions"), 14, True)
     doc.table_rows(
