@@ -1,5 +1,6 @@
-"""`python -m bench [rtt|footprint|sweep|ingest|render ...]`: runs the probe benchmarks
-(rtt, footprint, sweep) and the collector benchmarks (ingest, render), all by default, and
+"""`python -m bench [rtt|footprint|sweep|ingest|render|report ...]`: runs the probe
+benchmarks (rtt, footprint, sweep) and the collector benchmarks (ingest, render), all by
+default (the yearly report's, report, only when named), and
 prints each part's table, then every goal with our figure, the reference and the ratio.
 """
 
@@ -20,6 +21,7 @@ from bench.common import PartResult, table
 from tests.lab.netns import unavailable_reason
 
 PARTS = ("rtt", "footprint", "sweep", "ingest", "render", "report")
+ON_DEMAND = ("report",)  # about 11 minutes: only when named
 LAB_PARTS = ("rtt", "footprint", "sweep")  # these build a network lab: root, ip, nft
 
 
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"report: missions in the synthetic year "
                              f"({bench_report.MISSIONS})")
     args = parser.parse_args(argv)
-    parts = args.parts or list(PARTS)
+    parts = args.parts or [p for p in PARTS if p not in ON_DEMAND]
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
         parser.error(f"unknown part {', '.join(unknown)}: choose from {', '.join(PARTS)}")
