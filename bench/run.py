@@ -1,5 +1,6 @@
-"""`python -m bench [rtt|footprint|sweep|ingest|render ...]`: runs the probe benchmarks
-(rtt, footprint, sweep) and the collector benchmarks (ingest, render), all by default, and
+"""`python -m bench [rtt|footprint|sweep|ingest|render|report ...]`: runs the probe
+benchmarks (rtt, footprint, sweep) and the collector benchmarks (ingest, render), all by
+default (the yearly report's, report, only when named), and
 prints each part's table, then every goal with our figure, the reference and the ratio.
 """
 
@@ -15,11 +16,19 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bench import bench_alerts, bench_collector, bench_footprint, bench_rtt, bench_sweep
+from bench import (
+    bench_alerts,
+    bench_collector,
+    bench_footprint,
+    bench_report,
+    bench_rtt,
+    bench_sweep,
+)
 from bench.common import PartResult, table
 from tests.lab.netns import unavailable_reason
 
-PARTS = ("rtt", "footprint", "sweep", "ingest", "render", "alerts")
+PARTS = ("rtt", "footprint", "sweep", "ingest", "render", "alerts", "report")
+ON_DEMAND = ("report",)  # about 11 minutes: only when named
 LAB_PARTS = ("rtt", "footprint", "sweep", "alerts")  # these build a network lab: root, ip, nft
 
 
@@ -66,8 +75,11 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"render: fresh renders timed per size ({bench_collector.SCRAPES})")
     parser.add_argument("--cuts", type=int, default=10,
                         help="alerts: link cuts timed, cut to e-mail (10)")
+    parser.add_argument("--missions", type=int, default=bench_report.MISSIONS,
+                        help=f"report: missions in the synthetic year "
+                             f"({bench_report.MISSIONS})")
     args = parser.parse_args(argv)
-    parts = args.parts or list(PARTS)
+    parts = args.parts or [p for p in PARTS if p not in ON_DEMAND]
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
         parser.error(f"unknown part {', '.join(unknown)}: choose from {', '.join(PARTS)}")
@@ -83,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         "ingest": lambda: bench_collector.run_ingest(results=args.results),
         "render": lambda: bench_collector.run_render(scrapes=args.scrapes),
         "alerts": lambda: bench_alerts.run(cuts=args.cuts),
+        "report": lambda: bench_report.run(missions=args.missions),
     }
     print(f"Unhindered probe benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print(f"machine: {machine()}; load average: {load()}")

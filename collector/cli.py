@@ -97,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
                           help="e.g. http://127.0.0.1:9093 (default: alerting.alertmanager_url)")
     silences.add_argument("--days", type=float, default=7,
                           help="silence windows starting within this many days (default 7)")
+    from collector.report import command as report_command
+
+    report_command.add_arguments(sub.add_parser(
+        "report", help="uptime report for a year, quarter, month or dates (docs/reports.md)"))
 
     args = parser.parse_args(argv)
     try:
@@ -129,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         return _probes(args, Store(config.database.url))
     if args.command == "readers":
         return _readers(args, Store(config.database.url))
+    if args.command == "report":
+        return report_command.run(args, config)
 
     from aiohttp import web
 

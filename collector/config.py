@@ -16,6 +16,7 @@ from pydantic import (
 
 from collector.hysteresis import Policy
 from collector.inventory import Inventory, default_inventory, load_inventory
+from collector.maintenance import TimeZoneName
 from probes.configfile import load_model, resolve_path
 from probes.logsetup import LoggingSettings
 
@@ -82,6 +83,18 @@ class RetentionSettings(_Section):
     raw_days: float = Field(30, ge=1, le=3_650,
                             description="raw results are kept this long; rollups and state "
                                         "intervals for good")
+    rollup_1m_days: float = Field(2, ge=1, le=3_650,
+                                  description="per-minute rollups are kept this long; hour "
+                                              "and day rollups for good (docs/reports.md)")
+
+
+class ReportSettings(_Section):
+    """The uptime reports' counting policy (docs/reports.md), printed in every report."""
+
+    unknown: Literal["exclude", "down"] = Field(
+        "exclude", description="time in state unknown: left out of the uptime's "
+                               "denominator, or counted as down")
+    timezone: TimeZoneName = Field("UTC", description="zone of the period boundaries")
 
 
 class AlertingSettings(_Section):
@@ -116,6 +129,7 @@ class CollectorConfig(_Section):
     listen: ListenSettings = ListenSettings()
     states: StateSettings = StateSettings()
     retention: RetentionSettings = RetentionSettings()
+    report: ReportSettings = ReportSettings()
     database: DatabaseSettings = DatabaseSettings()
     ingest: IngestSettings = IngestSettings()
     logging: LoggingSettings = LoggingSettings()

@@ -1,10 +1,11 @@
-"""Per-minute and per-hour rollups of the raw results, and the raw results' retention.
+"""Per-minute, per-hour and per-day rollups of the raw results, and their retention.
 
 A bucket is recomputed from the raw results whenever results for it arrive (found by
 their arrival time, past a watermark), so late results count at their measurement time
-and a bucket is always exactly what the raw results said. Hour buckets are computed once
-their hour is over. Raw results older than the retention are deleted only once the
-rollups have taken them in. Runs on the collector's database thread.
+and a bucket is always exactly what the raw results said. Hour and day buckets are
+computed once they are over; day buckets (UTC days) give the uptime reports exact daily
+RTT medians and p95 without reading a year of hours. Raw results older than the retention
+are deleted only once the rollups have taken them in. Runs on the collector's database thread.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collector.store import Store
 
 log = logging.getLogger(__name__)
 
-MINUTE, HOUR = 60, 3600
+MINUTE, HOUR, DAY = 60, 3600, 86_400
 SETTLE_S = 60.0  # rows that arrive within this of a run are looked at again next run
 
 
@@ -41,12 +42,43 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[rank - 1]
 
 
+# RTT histograms: bin i holds values in [BIN_FLOOR_S * BIN_RATIO**i, ... **(i + 1)); a
+# value is told by its bin's geometric middle, within 2.5 % of the truth.
+BIN_FLOOR_S, BIN_RATIO = 1e-4, 1.05
+
+
+def histogram(values: list[float]) -> dict[int, int]:
+    bins: dict[int, int] = {}
+    for v in values:
+        i = max(0, math.floor(math.log(max(v, BIN_FLOOR_S) / BIN_FLOOR_S, BIN_RATIO)))
+        bins[i] = bins.get(i, 0) + 1
+    return bins
+
+
+def histogram_percentile(bins: dict[int, int], q: float) -> float | None:
+    """Nearest-rank percentile of the values a histogram counts (its bin's middle)."""
+    total = sum(bins.values())
+    if total == 0:
+        return None
+    rank, running = max(1, math.ceil(q * total)), 0
+    for i in sorted(bins):
+        running += bins[i]
+        if running >= rank:
+            return BIN_FLOOR_S * BIN_RATIO ** (i + 0.5)
+    raise AssertionError("unreachable: the ranks add up to the total")
+
+
 @dataclass(frozen=True)
 class Bucket:
     mission: str
     check_id: str
     resolution_s: int
     start: float
+
+
+WATERMARKS = ((MINUTE, "rollup_minute_received_through"),
+             (HOUR, "rollup_hour_received_through"),
+             (DAY, "rollup_day_received_through"))
 
 
 class Rollups:
@@ -65,13 +97,13 @@ class Rollups:
     def run(self, now: float) -> int:
         """Recomputes every bucket that got results since the last run; returns how many."""
         done = 0
-        for resolution, key in ((MINUTE, "rollup_minute_received_through"),
-                                (HOUR, "rollup_hour_received_through")):
+        for resolution, key in WATERMARKS:
             with self.store.engine.begin() as conn:
                 watermark = self._meta(conn, key)
-                # Hours are summed up once over; until then their rows stay past the mark.
+                # Hours and days are summed up once over; until then their rows stay past
+                # the mark.
                 horizon = now - SETTLE_S if resolution == MINUTE else min(
-                    now - SETTLE_S, math.floor(now / HOUR) * HOUR)
+                    now - SETTLE_S, math.floor(now / resolution) * resolution)
                 if horizon <= watermark:
                     continue
                 dirty = {
@@ -96,41 +128,34 @@ class Rollups:
                  & (rollups.c.resolution_s == bucket.resolution_s)
                  & (rollups.c.bucket_start == bucket.start))
         conn.execute(delete(rollups).where(match))
-        if not rows:
-            return
-        values: list[float] = []
-        sent = received = 0
-        icmp = False
-        for kind, _ok, figures_json in rows:
-            figures = json.loads(figures_json)
-            values.extend(rtt_values(kind, figures))
-            if kind == "icmp":
-                icmp = True
-                sent += figures.get("sent", 0)
-                received += figures.get("received", 0)
-        values.sort()
-        conn.execute(insert(rollups).values(
-            mission=bucket.mission, check_id=bucket.check_id,
-            resolution_s=bucket.resolution_s, bucket_start=bucket.start,
-            rounds=len(rows), rounds_ok=sum(1 for _k, ok, _f in rows if ok),
-            samples=len(values),
-            rtt_min_s=values[0] if values else None,
-            rtt_median_s=statistics.median(values) if values else None,
-            rtt_p95_s=percentile(values, 0.95) if values else None,
-            rtt_max_s=values[-1] if values else None,
-            sent=sent if icmp else None, received=received if icmp else None))
+        if rows:
+            conn.execute(insert(rollups).values(summary_row(
+                bucket, [(kind, ok, json.loads(figures)) for kind, ok, figures in rows])))
 
-    def prune(self, now: float, raw_retention_s: float) -> int:
-        """Deletes raw results older than the retention that both rollups have taken in."""
+    def write(self, rows: list[dict]) -> None:
+        """Stores already summarised buckets (rows from summary_row), replacing none: for
+        loading history the raw results of which are gone (the report benchmark)."""
         with self.store.engine.begin() as conn:
-            taken_in = min(self._meta(conn, "rollup_minute_received_through"),
-                           self._meta(conn, "rollup_hour_received_through"))
+            conn.execute(insert(rollups), rows)
+
+    def prune(self, now: float, raw_retention_s: float,
+              minute_retention_s: float | None = None) -> int:
+        """Deletes raw results older than the retention that every rollup has taken in,
+        and minute rollups older than theirs (hours and days are kept for good)."""
+        with self.store.engine.begin() as conn:
+            taken_in = min(self._meta(conn, key) for _resolution, key in WATERMARKS)
             deleted = conn.execute(delete(results).where(
                 results.c.started_at < now - raw_retention_s,
                 results.c.received_at <= taken_in)).rowcount
+            minutes = 0 if minute_retention_s is None else conn.execute(delete(rollups).where(
+                rollups.c.resolution_s == MINUTE,
+                rollups.c.bucket_start < now - minute_retention_s)).rowcount
         if deleted:
             log.info("deleted %d raw results older than %.0f days", deleted,
                      raw_retention_s / 86_400)
+        if minutes:
+            log.info("deleted %d minute rollups older than %.0f days", minutes,
+                     minute_retention_s / 86_400)
         return deleted
 
     def query(self, mission: str, check_id: str, resolution_s: int, start: float,
@@ -153,3 +178,29 @@ def loss_ratio(row) -> float | None:
         return None
     return (row.sent - row.received) / row.sent
 
+
+
+def summary_row(bucket: Bucket, rounds: list[tuple[str, bool, dict]]) -> dict:
+    """The rollup row of a bucket from its rounds (kind, ok, figures)."""
+    values: list[float] = []
+    sent = received = 0
+    icmp = False
+    for kind, _ok, figures in rounds:
+        values.extend(rtt_values(kind, figures))
+        if kind == "icmp":
+            icmp = True
+            sent += figures.get("sent", 0)
+            received += figures.get("received", 0)
+    values.sort()
+    return dict(
+        mission=bucket.mission, check_id=bucket.check_id,
+        resolution_s=bucket.resolution_s, bucket_start=bucket.start,
+        rounds=len(rounds), rounds_ok=sum(1 for _k, ok, _f in rounds if ok),
+        samples=len(values),
+        rtt_min_s=values[0] if values else None,
+        rtt_median_s=statistics.median(values) if values else None,
+        rtt_p95_s=percentile(values, 0.95) if values else None,
+        rtt_max_s=values[-1] if values else None,
+        sent=sent if icmp else None, received=received if icmp else None,
+        rtt_histogram=json.dumps(histogram(values), separators=(",", ":"))
+        if bucket.resolution_s == DAY and values else None)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -109,7 +110,8 @@ access_intervals = Table(
     Index("access_intervals_time", "mission", "check_group", "started_at"),
 )
 
-# Per-minute and per-hour summaries of the rounds (resolution_s 60 or 3600), recomputed
+# Per-minute, per-hour and per-day summaries of the rounds (resolution_s 60, 3600 or
+# 86400), recomputed
 # from the raw results whenever results for their bucket arrive, so backfill is exact.
 # Kept for years after the raw results are gone.
 rollups = Table(
@@ -127,6 +129,13 @@ rollups = Table(
     Column("rtt_max_s", Float),
     Column("sent", Integer),  # ICMP echo requests, for an exact loss ratio
     Column("received", Integer),
+    # Day buckets only: the RTT values counted in 5 % wide logarithmic bins (JSON, see
+    # collector/rollups.py), which add up across days into a month's percentiles.
+    Column("rtt_histogram", Text),
+    # The reports read a period's day buckets of every check: a small index of those alone
+    # (partial: the minute and hour rows, 30 times as many, stay out of it).
+    Index("rollups_days", "bucket_start", sqlite_where=text("resolution_s = 86400"),
+          postgresql_where=text("resolution_s = 86400")),
 )
 
 # Small facts the collector keeps about itself (e.g. how far rollups have got).

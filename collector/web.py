@@ -266,6 +266,7 @@ def create_app(config: CollectorConfig, store: Store) -> web.Application:
         gc.freeze()
         app[EXPOSITION].warm()
         retention_s = config.retention.raw_days * 86_400
+        minute_retention_s = config.retention.rollup_1m_days * 86_400
         app[BACKGROUND] = [
             *app[METRICS].runtime.start(),
             asyncio.create_task(every(SILENCE_CHECK_S, "checking for silent checks",
@@ -273,7 +274,8 @@ def create_app(config: CollectorConfig, store: Store) -> web.Application:
             asyncio.create_task(every(ROLLUP_PERIOD_S, "computing rollups",
                                       lambda: rollups.run(time.time()))),
             asyncio.create_task(every(PRUNE_PERIOD_S, "pruning raw results",
-                                      lambda: rollups.prune(time.time(), retention_s))),
+                                      lambda: rollups.prune(time.time(), retention_s,
+                                                           minute_retention_s))),
         ]
 
     async def cleanup(app: web.Application) -> None:

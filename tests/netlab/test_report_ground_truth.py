@@ -1,0 +1,88 @@
+"""Ground truth for the uptime report: real probe, real collector, a known schedule of
+cuts in the lab; the report's outage list must match the schedule.
+
+The issue's cuts run from 30 s to 10 minutes at the fleet's 10 s interval. Compressed by
+15 (a 1 s round interval, cuts of 3 to 40 s) the schedule keeps its shape in about two
+minutes: each cut still spans from 3 to 40 rounds. Each reported outage must start and
+end near its cut, and its length be within one probe interval plus the confirmation time
+(2 confirmation rounds, each up to 0.5 s apart plus a 0.5 s timeout) of the cut's.
+
+The cut also stops the probe's reports, so the collector first sees silence (unknown)
+and then the backlog, which rewrites the intervals to what was measured: the report
+reads those, as it would a year later.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from collector.inventory import default_inventory
+from collector.report.compute import compute
+from collector.report.period import period_of
+from collector.report.policy import CountingPolicy
+from collector.store import Store
+from tests.netlab.spine import Collector, Probe
+from tests.netlab.test_states import state_of
+from tests.support import wait_for
+
+pytestmark = [pytest.mark.netlab, pytest.mark.slow]
+
+CUTS_S = (3, 5, 10, 20, 40)  # 45 s to 10 min at 15x
+GAP_S = 5  # up between cuts
+INTERVAL_S = 1.0
+CONFIRM = 2 * (0.5 + 0.5)  # confirmation rounds: interval plus timeout each
+TOLERANCE_S = INTERVAL_S + CONFIRM
+
+
+def test_the_reported_outages_match_the_cuts(lab, tmp_path):
+    mission = lab.add_mission("CUB")
+    target = lab.add_target()
+    lab.start_responders()
+    collector = Collector(lab, tmp_path)
+    collector.start()
+    check = {"id": "internet-icmp", "kind": "icmp", "target": target.ipv4,
+             "interval_s": INTERVAL_S, "count": 3, "packet_interval_s": 0.05,
+             "timeout_s": 0.5, "confirm_count": 2, "confirm_interval_s": 0.5}
+    probe = Probe(lab, mission, tmp_path, collector, [check])
+    probe.start()
+    wait_for(lambda: state_of(collector, "CUB", "internet-icmp") == "up", 20, "up")
+    time.sleep(GAP_S)
+
+    cuts = []
+    for length in CUTS_S:
+        lab.cut(mission)
+        began = time.time()
+        time.sleep(length)
+        lab.restore(mission)
+        cuts.append((began, time.time()))
+        time.sleep(GAP_S)
+    # The backlog of the last cut is in, and the check is up again after it.
+    wait_for(lambda: state_of(collector, "CUB", "internet-icmp") == "up", 30, "up again")
+    probe.stop()
+
+    today = datetime.now(UTC).date()
+    period = period_of(start=str(today - timedelta(days=1)), end=str(today))
+    store = Store(collector.database)
+    try:
+        report = compute(store, default_inventory(), period, CountingPolicy(),
+                         missions={"CUB"}, now=cuts[-1][1] + GAP_S)
+    finally:
+        store.close()
+    [cub] = report.missions
+    [icmp] = cub.checks
+    for outage, (began, ended) in zip(icmp.figures.outages, cuts, strict=False):
+        print(f"cut {ended - began:6.2f} s: reported {outage.counted_s:6.2f} s, starting "
+              f"{outage.start - began:+.2f} s, ending {outage.end - ended:+.2f} s from it")
+    for figures in (icmp.figures, cub.figures):
+        outages = figures.outages
+        assert len(outages) == len(cuts), (outages, cuts)
+        for outage, (began, ended) in zip(outages, cuts, strict=True):
+            assert abs(outage.counted_s - (ended - began)) <= TOLERANCE_S, (outage, began,
+                                                                           ended)
+            assert -0.5 <= outage.start - began <= TOLERANCE_S, (outage, began)
+            assert -0.5 <= outage.end - ended <= TOLERANCE_S + INTERVAL_S, (outage, ended)
+        # No unknown left: the backfill replaced every silence with what was measured.
+        assert figures.seconds["unknown"] == 0
