@@ -16,6 +16,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from collector.mission_info import mission_info_exposition
 from collector.state import STATES, FleetState
 from collector.timeline import ALL_GROUPS, Timelines
 
@@ -63,7 +64,7 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def render_fleet(state: FleetState, timelines: Timelines) -> str:
+def render_fleet(state: FleetState, timelines: Timelines, inventory=None) -> str:
     """The fleet's series as Prometheus text (format 0.0.4).
 
     Written directly rather than through prometheus-client's metric families: with
@@ -153,16 +154,18 @@ def render_fleet(state: FleetState, timelines: Timelines) -> str:
 
     families = [info, up, state_family, success, reason, local, last, since, rounds, failed,
                 *(f for _k, f in figures), report, backlog, access, access_up, access_since]
-    return "".join("\n".join(f.lines) + "\n" for f in families)
+    return ("".join("\n".join(f.lines) + "\n" for f in families)
+            + mission_info_exposition(inventory))
 
 
 class Metrics:
     """The collector's registry: fleet state plus the collector's own counters."""
 
-    def __init__(self, state: FleetState, timelines: Timelines) -> None:
+    def __init__(self, state: FleetState, timelines: Timelines, inventory=None) -> None:
         disable_created_metrics()  # _created series double the counters for no use here
         self.state = state
         self.timelines = timelines
+        self.inventory = inventory
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         self.ingest_requests = Counter(
@@ -173,7 +176,7 @@ class Metrics:
             ["outcome"], registry=self.registry)
 
     def render(self) -> bytes:
-        return (render_fleet(self.state, self.timelines).encode()
+        return (render_fleet(self.state, self.timelines, self.inventory).encode()
                 + generate_latest(self.registry))
 
 
