@@ -85,6 +85,19 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--port", type=int, default=collector_config.DEFAULT_PORT)
     demo.add_argument("--dir", type=Path, help="working directory (default: a new temp dir)")
 
+    amconfig = sub.add_parser(
+        "alertmanager-config",
+        help="write Alertmanager's config and e-mail template from the inventory")
+    amconfig.add_argument("--out", type=Path, default=Path("alertmanager"),
+                          help="directory to write alertmanager.yml and the template into")
+    silences = sub.add_parser(
+        "alertmanager-silences",
+        help="turn the inventory's maintenance windows into Alertmanager silences")
+    silences.add_argument("--alertmanager-url",
+                          help="e.g. http://127.0.0.1:9093 (default: alerting.alertmanager_url)")
+    silences.add_argument("--days", type=float, default=7,
+                          help="silence windows starting within this many days (default 7)")
+
     args = parser.parse_args(argv)
     try:
         config = _settings(args)
@@ -108,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         from collector.demo import run_demo
 
         return run_demo(args.dir, args.port, args.seconds)
+    if args.command in ("alertmanager-config", "alertmanager-silences"):
+        from collector.alerting.commands import run_alerting_command
+
+        return run_alerting_command(args, config)
     if args.command == "probes":
         return _probes(args, Store(config.database.url))
     if args.command == "readers":

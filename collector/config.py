@@ -83,6 +83,28 @@ class RetentionSettings(_Section):
                                         "intervals for good")
 
 
+class AlertingSettings(_Section):
+    """Alertmanager: where the collector posts confirmed access changes and silences, and
+    what `unhindered-collector alertmanager-config` writes (docs/alerts.md)."""
+
+    alertmanager_url: str | None = Field(
+        None, description="e.g. http://127.0.0.1:9093; unset: no direct alerts")
+    resend_s: float = Field(30, ge=1, le=3_600,
+                            description="how often firing alerts are posted again")
+    centre_contacts: tuple[str, ...] = Field((), description="the centre's e-mail addresses")
+    smtp_smarthost: str = Field("localhost:25", description="HOST:PORT of the mail relay")
+    smtp_from: str = Field("unhindered@localhost", description="sender of alert e-mails")
+    smtp_require_tls: bool = True
+    watchdog_url: str | None = Field(None, description="dead-man's switch webhook URL")
+    status_url: str | None = Field(None, description="the status page, linked from e-mails")
+    runbook_url: str = Field("docs/runbook.md in the Unhindered sources",
+                             description="where the e-mails say each alert is explained")
+    language: str = Field("en", description="language of the e-mails (a collector/locale)")
+    group_wait_s: float = Field(5, ge=0, le=3_600)
+    group_interval_s: float = Field(60, ge=1, le=86_400)
+    repeat_interval_s: float = Field(4 * 3_600, ge=60, le=30 * 86_400)
+
+
 class CollectorConfig(_Section):
     inventory: Path | None = Field(
         None, description="the mission inventory (docs/inventory.md); default: the shipped "
@@ -95,6 +117,7 @@ class CollectorConfig(_Section):
     database: DatabaseSettings = DatabaseSettings()
     ingest: IngestSettings = IngestSettings()
     logging: LoggingSettings = LoggingSettings()
+    alerting: AlertingSettings = AlertingSettings()
 
 
     @field_validator("checks_file", "inventory")

@@ -16,6 +16,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from collector.metrics_access import render_access_seconds
 from collector.mission_info import mission_info_exposition
 from collector.state import STATES, FleetState
 from collector.timeline import ALL_GROUPS, Timelines
@@ -155,6 +156,7 @@ def render_fleet(state: FleetState, timelines: Timelines, inventory=None) -> str
     families = [info, up, state_family, success, reason, local, last, since, rounds, failed,
                 *(f for _k, f in figures), report, backlog, access, access_up, access_since]
     return ("".join("\n".join(f.lines) + "\n" for f in families)
+            + render_access_seconds(timelines)
             + mission_info_exposition(inventory))
 
 

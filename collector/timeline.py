@@ -47,6 +47,9 @@ class Timelines:
         self.groups: dict[tuple[str, str], str] = {}
         # (mission, group) -> (state, since); group "*" is the mission's access.
         self.access: dict[tuple[str, str], tuple[str, float]] = {}
+        # Called as observer(mission, group, state, since) when an access state changes:
+        # the access-seconds counters and the direct alerts to Alertmanager.
+        self.observers: list[Callable[[str, str, str, float], None]] = []
 
     # --- start-up ---
 
@@ -169,7 +172,14 @@ class Timelines:
             self.store.rewrite_intervals(mission, group, since, rows, table=access_intervals)
             current = self.store.intervals(mission, group, since, table=access_intervals)
             if current:
-                self.access[(mission, group)] = (current[-1].state, current[-1].started_at)
+                now = (current[-1].state, current[-1].started_at)
+                if self.access.get((mission, group)) != now:
+                    self.access[(mission, group)] = now
+                    for observer in self.observers:
+                        try:
+                            observer(mission, group, *now)
+                        except Exception:  # an observer must not stop the history
+                            log.exception("access observer failed for %s %s", mission, group)
 
 
 def _state_at(rows: list, t: float) -> str | None:
