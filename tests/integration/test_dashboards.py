@@ -100,3 +100,24 @@ def test_every_panel_and_annotation_query_parses_in_prometheus():
                     assert status == 200, f"{name} {q.where}: {json.loads(body)['error']}"
                     checked += 1
     assert checked >= 35
+
+
+def test_provisioning_points_at_the_dashboards_and_a_prometheus():
+    import yaml
+
+    from collector.grafana_push import DEFAULT_FOLDER, folder_uid_for
+
+    provisioning = gq.ROOT / "deploy" / "grafana" / "provisioning"
+    (source,) = yaml.safe_load(
+        (provisioning / "datasources" / "unhindered.yaml").read_text())["datasources"]
+    assert source["type"] == "prometheus" and source["isDefault"] is True
+    # The dashboards' datasource variable lists data sources of that type.
+    for name, d in gq.load().items():
+        (variable,) = [v for v in d["templating"]["list"] if v["name"] == "datasource"]
+        assert (variable["type"], variable["query"]) == ("datasource", source["type"]), name
+    (provider,) = yaml.safe_load(
+        (provisioning / "dashboards" / "unhindered.yaml").read_text())["providers"]
+    assert provider["type"] == "file" and provider["options"]["path"].startswith("/")
+    # Provisioned or pushed, the dashboards land in the same folder.
+    assert (provider["folder"], provider["folderUid"]) == (
+        DEFAULT_FOLDER, folder_uid_for(DEFAULT_FOLDER))

@@ -122,7 +122,8 @@ def test_every_panel_query_returns_data(lab, tmp_path):
                         empty.append(f"{name} {q.where} {shown}: {expr}")
 
         # The picture is the lab's: FRA down (worst first), KEN up; FRA on the map at its
-        # inventory coordinates; the target down for one mission of the two measuring it.
+        # inventory coordinates; the target down for one mission of the two measuring it;
+        # KEN's uptime high, FRA's low.
         overview = {q.where: q for q in gq.queries("overview", gq.load()["overview"])}
         status, worst = fetch("/api/v1/query", {
             "query": overview["'Missions, worst first' A"].expr, "time": str(end)})
@@ -137,6 +138,12 @@ def test_every_panel_query_returns_data(lab, tmp_path):
         status, share = fetch("/api/v1/query", {
             "query": overview["'Targets across missions' C"].expr, "time": str(end)})
         assert _value_by(share, "target") == {target.ipv4: 0.5}
+        uptime = {q.where: q for q in gq.queries("uptime", gq.load()["uptime"])}
+        status, uptimes = fetch("/api/v1/query", {"query": gq.substitute(
+            uptime["'Uptime per mission, worst first' A"].expr, {"mission": ".+"}),
+            "time": str(end)})
+        uptimes = _value_by(uptimes, "mission")
+        assert uptimes["KEN"] > 0.9 and uptimes["FRA"] < 0.5, uptimes
 
     for probe in probes:
         probe.stop()
