@@ -134,6 +134,11 @@ def push(url: str, token: str, folder_title: str, dashboards: list[dict],
          timeout: float = 10.0) -> tuple[str, list[Outcome]]:
     """Uploads `dashboards` into the folder; ("found"/"created", outcomes). PushError with
     what went wrong and what to do."""
+    try:
+        import grafana_client  # noqa: F401
+    except ImportError:
+        raise PushError("dashboards push needs grafana-client: pip install "
+                        "'unhindered[grafana]' (see docs/dashboards.md)") from None
     from grafana_client.client import (
         GrafanaClientError,
         GrafanaException,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,13 @@ def test_a_missing_or_empty_token_file_is_refused_before_any_request(token, says
                      str(token_file)])
     assert code == 1
     assert says in capsys.readouterr().err
+
+
+def test_without_grafana_client_it_says_what_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "grafana_client", None)  # import now fails
+    token_file = tmp_path / "t"
+    token_file.write_text(TOKEN)
+    code = cli.main(["dashboards", "push", "--url", "http://127.0.0.1:1/", "--token-file",
+                     str(token_file)])
+    assert code == 1
+    assert "pip install 'unhindered[grafana]'" in capsys.readouterr().err
