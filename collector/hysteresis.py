@@ -125,26 +125,25 @@ class Machine:
         bad = self.window.count(BAD)
         poor = self.window.count(POOR)
         n = len(self.window)
-        why = _reason(r)
         if self.state == "unknown":
             first = {GOOD: "up", POOR: "degraded", BAD: "down"}[cls]
-            return first, f"first result after no data: {why}"
+            return first, f"first result after no data: {_reason(r)}"
         if self.state == "down":
             if _trailing(self.window, {GOOD, POOR}) < p.recover_m:
                 return "down", ""
             self._keep_recent(p.recover_m)  # the failures are behind: start afresh
             state = "degraded" if cls == POOR else "up"
-            return state, f"{p.recover_m} rounds in a row succeeded ({why})"
+            return state, f"{p.recover_m} rounds in a row succeeded ({_reason(r)})"
         if bad >= p.fail_k:
-            return "down", f"{bad} of the last {n} rounds failed ({why})"
+            return "down", f"{bad} of the last {n} rounds failed ({_reason(r)})"
         if self.state == "degraded":
             if _trailing(self.window, {GOOD}) < p.recover_m:
                 return "degraded", ""
             self._keep_recent(p.recover_m)
-            return "up", f"{p.recover_m} rounds in a row within thresholds ({why})"
+            return "up", f"{p.recover_m} rounds in a row within thresholds ({_reason(r)})"
         if bad + poor >= p.fail_k:
             return "degraded", (f"{bad + poor} of the last {n} rounds over thresholds or "
-                                f"failed ({why})")
+                                f"failed ({_reason(r)})")
         return "up", ""
 
     def _keep_recent(self, count: int) -> None:

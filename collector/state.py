@@ -4,7 +4,8 @@ States (up, degraded, down, unknown) and their history live in collector/timelin
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 STATES = ("up", "degraded", "down", "unknown")
 
@@ -21,9 +22,16 @@ class CheckState:
     last_ok: bool | None = None
     last_reason: str | None = None
     last_local_ok: bool | None = None
-    figures: dict = field(default_factory=dict)
+    figures_model: Any = None  # the newest round's figures, as its pydantic model
     rounds_total: int = 0
     rounds_failed: int = 0
+    # Counts every change, so /metrics can keep the check's lines until the next one.
+    revision: int = 0
+
+    @property
+    def figures(self) -> dict:
+        """The newest round's figures as a dict; dumped when read, not on ingest."""
+        return self.figures_model.model_dump() if self.figures_model is not None else {}
 
 
 @dataclass
@@ -39,16 +47,19 @@ class FleetState:
     def __init__(self) -> None:
         self.checks: dict[tuple[str, str], CheckState] = {}
         self.probes: dict[str, ProbeState] = {}
+        self.changes = 0  # counts every change, so /metrics is rendered only after one
 
     def apply(self, m, *, count: bool = True) -> None:
         """Folds one stored measurement in. Rounds are counted whatever their time;
         the current state follows only the newest measurement."""
+        self.changes += 1
         key = (m.mission, m.check_id)
         check = self.checks.get(key)
         if check is None:
             check = self.checks[key] = CheckState(
                 mission=m.mission, check_id=m.check_id, kind=m.kind, group=m.group,
                 target=m.target, probe_id=m.probe_id)
+        check.revision += 1
         if count:
             check.rounds_total += 1
             check.rounds_failed += 0 if m.ok else 1
@@ -61,10 +72,11 @@ class FleetState:
         check.last_ok = m.ok
         check.last_reason = m.reason.value if m.reason else None
         check.last_local_ok = m.local_ok
-        check.figures = m.figures.model_dump()
+        check.figures_model = m.figures
 
     def note_report(self, probe_id: str, mission: str, results: int, backlog: int | None,
                     at: float | None = None) -> None:
+        self.changes += 1
         probe = self.probes.get(probe_id)
         if probe is None:
             probe = self.probes[probe_id] = ProbeState(probe_id, mission)
@@ -79,5 +91,6 @@ class FleetState:
             self.apply(m, count=False)
         for key, (total, failed) in counts.items():
             if key in self.checks:
-                self.checks[key].rounds_total = total
-                self.checks[key].rounds_failed = failed
+                check = self.checks[key]
+                check.rounds_total, check.rounds_failed = total, failed
+                check.revision += 1

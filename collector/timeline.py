@@ -10,6 +10,7 @@ All methods run on the collector's database thread.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -29,14 +30,25 @@ _MISSION_ORDER = ("down", "unknown", "degraded", "up")
 
 
 def round_of(m) -> Round:
-    figures = m.figures
-    rtt = getattr(figures, "rtt_median_s", None)
+    # The figures' fields differ by kind: read them from the model's __dict__, as a
+    # getattr of a missing field goes through pydantic's slow __getattr__ (ingest's hot path).
+    figures = m.figures.__dict__
+    rtt = figures.get("rtt_median_s")
     if rtt is None:
-        rtt = getattr(figures, "connect_s", None)
+        rtt = figures.get("connect_s")
     return Round(time=m.started_at.timestamp(), ok=m.ok,
                  reason=m.reason.value if m.reason else None, local_ok=m.local_ok,
-                 loss_ratio=getattr(figures, "loss_ratio", None), rtt_s=rtt,
+                 loss_ratio=figures.get("loss_ratio"), rtt_s=rtt,
                  interval_s=m.interval_s)
+
+
+def _one_transaction(method):
+    """Runs the method's store calls as one transaction (see Store.transaction)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.store.transaction():
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 class Timelines:
@@ -50,9 +62,11 @@ class Timelines:
         # Called as observer(mission, group, state, since) when an access state changes:
         # the access-seconds counters and the direct alerts to Alertmanager.
         self.observers: list[Callable[[str, str, str, float], None]] = []
+        self.changes = 0  # counts changes of states, so /metrics is rendered only after one
 
     # --- start-up ---
 
+    @_one_transaction
     def load(self, latest: Iterable) -> None:
         """Rebuilds the machines after a restart. Each check's history is replayed from
         the start of its current period, which also repairs a crash between storing
@@ -70,6 +84,7 @@ class Timelines:
 
     # --- rounds in ---
 
+    @_one_transaction
     def apply(self, measurements: Iterable) -> set[str]:
         """Folds newly stored measurements in; returns the missions whose state changed."""
         by_check: dict[tuple[str, str], list] = defaultdict(list)
@@ -94,6 +109,7 @@ class Timelines:
             self._combine(mission, since)
         return set(changed)
 
+    @_one_transaction
     def tick(self, now: float) -> set[str]:
         """Turns silence into unknown; called periodically with the collector's clock."""
         changed: dict[str, float] = {}
@@ -111,6 +127,7 @@ class Timelines:
     def _persist(self, key: tuple[str, str], transitions: list[Transition]) -> float | None:
         if not transitions:
             return None
+        self.changes += 1
         for t in transitions:
             log.info("%s %s is %s since %.3f: %s", *key, t.state, t.time, t.cause)
         self.store.rewrite_intervals(key[0], key[1], transitions[0].time,
@@ -139,12 +156,14 @@ class Timelines:
         self.store.rewrite_intervals(mission, check_id, since,
                                      [(t.time, t.state, t.cause) for t in transitions])
         self.machines[key] = machine
+        self.changes += 1
         return since
 
     # --- a mission's access ---
 
     def _combine(self, mission: str, since: float) -> None:
         """Rewrites the mission's access intervals (per group and overall) from `since`."""
+        self.changes += 1
         checks = [k for k in self.machines if k[0] == mission
                   and self.groups.get(k, "internet") != LOCAL_GROUP]
         histories = {k: self.store.intervals(mission, k[1], since) for k in checks}

@@ -46,3 +46,19 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: fl
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout} s waiting for {what}"
                 + (f" (last error: {last_error})" if last_error else ""))
+
+
+async def scrape_until(client, *expected: str, within_s: float = 10.0) -> str:
+    """GET /metrics from an aiohttp test client until it holds every expected line.
+    The collector serves bytes rendered up to a couple of seconds ahead (RenderedMetrics),
+    so a result just posted shows on a later scrape."""
+    import asyncio
+
+    deadline = time.monotonic() + within_s
+    while True:
+        response = await client.get("/metrics")
+        assert response.status == 200
+        text = await response.text()
+        if all(line in text for line in expected) or time.monotonic() > deadline:
+            return text
+        await asyncio.sleep(0.2)

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from collector.config import CollectorConfig, IngestSettings
 from collector.store import results
 from collector.web import create_app
+from tests.support import scrape_until
 from tests.unit.test_measurement import batch, icmp
 
 
@@ -55,11 +56,12 @@ async def test_batch_is_stored_once_and_acknowledged(client, store, tokens):
     status, ack = await post(client, batch(2, 3, 4), tokens["FRA"])
     assert (status, ack["acked_through"], ack["stored"], ack["duplicates"]) == (200, 4, 1, 2)
     assert [r.seq for r in store.results_of_probe("fra-1")] == [1, 2, 3, 4]
-    metrics = await (await client.get("/metrics")).text()
     # A third of the echo requests lost: over the default inventory's 5 % loss threshold.
-    assert ('unhindered_check_state{check="internet-icmp",mission="FRA",state="degraded"} 1.0'
-            in metrics)
-    assert 'unhindered_ingest_results_total{outcome="duplicate"} 2.0' in metrics
+    degraded = 'unhindered_check_state{check="internet-icmp",mission="FRA",state="degraded"} 1.0'
+    duplicates = 'unhindered_ingest_results_total{outcome="duplicate"} 2.0'
+    metrics = await scrape_until(client, degraded, duplicates)
+    assert degraded in metrics
+    assert duplicates in metrics
 
 
 @pytest.mark.parametrize("body, token_of, status, reason", [

@@ -9,11 +9,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import event, inspect, text
 
 from collector.hysteresis import Policy
-from collector.schema import access_intervals, metadata
-from collector.store import MIGRATIONS
+from collector.schema import access_intervals, metadata, results
+from collector.store import MIGRATIONS, RESULT_COLUMNS
 from collector.timeline import Timelines
 from probes.measurement import Batch
 from tests.unit.test_measurement import icmp
@@ -73,6 +73,12 @@ def test_batches_are_stored_once(any_store):
     # A reinstalled probe (new outbox) starts its seqs again without clashing.
     new, dups = any_store.store_batch(batch_of([(30, True)], outbox="b" * 32), T0)
     assert (len(new), dups) == (1, 0)
+    # Every field comes back as it went in (the insert is the driver's own SQL).
+    assert {c.name for c in results.columns} - {"id"} == set(RESULT_COLUMNS)
+    stored = any_store.rounds("FRA", "internet-icmp", 0.0)
+    assert [m.model_dump() for m in stored] == [
+        m.model_dump() for m in [*batch_of([(0, True), (10, True), (20, False)]).measurements,
+                                 *batch_of([(30, True)], outbox="b" * 32).measurements]]
 
 
 def test_probe_tokens_and_revocation(any_store):
@@ -100,6 +106,32 @@ def test_live_rounds_then_silence_then_backfill_rewrite_history(any_store):
     assert history(any_store) == [(0, 130, "up"), (130, 210, "down"), (210, None, "up")]
     access = history(any_store, "*", table=access_intervals)
     assert access == [(0, 130, "up"), (130, 210, "down"), (210, None, "up")]
+
+
+def test_a_whole_mission_falling_silent_is_one_commit(any_store):
+    """The silence tick writes every check's unknown period in one transaction: one
+    commit each made a fleet-wide silence keep the database thread busy for minutes."""
+    timelines = Timelines(any_store, lambda mission: Policy())
+    checks = [f"check-{i:02d}" for i in range(20)]
+    for i, check in enumerate(checks):
+        ingest(any_store, timelines, batch_of([(0, True), (10, True)], check=check,
+                                              first_seq=1 + 2 * i))
+    commits = []
+
+    def count(_conn):
+        commits.append(1)
+
+    event.listen(any_store.engine, "commit", count)
+    try:
+        changed = timelines.tick(T0 + 200)
+    finally:
+        event.remove(any_store.engine, "commit", count)
+    assert changed == {"FRA"}
+    assert len(commits) == 1
+    assert [history(any_store, check) for check in checks] == \
+        [[(0, 40, "up"), (40, None, "unknown")]] * 20
+    assert history(any_store, "*", table=access_intervals) == [(0, 40, "up"),
+                                                               (40, None, "unknown")]
 
 
 def test_out_of_order_rounds_from_two_probes_give_the_same_history(any_store):
