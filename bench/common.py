@@ -29,6 +29,8 @@ PACKAGES = {
     "fping": "fping",
     "prometheus-blackbox-exporter": "prometheus-blackbox-exporter",
     "prometheus-pushgateway": "prometheus-pushgateway",
+    "prometheus": "prometheus",
+    "prometheus-alertmanager": "prometheus-alertmanager",
 }
 
 

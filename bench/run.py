@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bench import bench_collector, bench_footprint, bench_rtt, bench_sweep
+from bench import bench_alerts, bench_collector, bench_footprint, bench_rtt, bench_sweep
 from bench.common import PartResult, table
 from tests.lab.netns import unavailable_reason
 
-PARTS = ("rtt", "footprint", "sweep", "ingest", "render")
-LAB_PARTS = ("rtt", "footprint", "sweep")  # these build a network lab: root, ip, nft
+PARTS = ("rtt", "footprint", "sweep", "ingest", "render", "alerts")
+LAB_PARTS = ("rtt", "footprint", "sweep", "alerts")  # these build a network lab: root, ip, nft
 
 
 def version(argv: list[str]) -> str:
@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
                              f"({bench_collector.RESULTS:,})")
     parser.add_argument("--scrapes", type=int, default=bench_collector.SCRAPES,
                         help=f"render: fresh renders timed per size ({bench_collector.SCRAPES})")
+    parser.add_argument("--cuts", type=int, default=10,
+                        help="alerts: link cuts timed, cut to e-mail (10)")
     args = parser.parse_args(argv)
     parts = args.parts or list(PARTS)
     unknown = [p for p in parts if p not in PARTS]
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         "sweep": lambda: bench_sweep.run(repeats=args.repeats),
         "ingest": lambda: bench_collector.run_ingest(results=args.results),
         "render": lambda: bench_collector.run_render(scrapes=args.scrapes),
+        "alerts": lambda: bench_alerts.run(cuts=args.cuts),
     }
     print(f"Unhindered probe benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print(f"machine: {machine()}; load average: {load()}")

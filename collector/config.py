@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import (
     BaseModel,
@@ -99,7 +100,8 @@ class AlertingSettings(_Section):
     status_url: str | None = Field(None, description="the status page, linked from e-mails")
     runbook_url: str = Field("docs/runbook.md in the Unhindered sources",
                              description="where the e-mails say each alert is explained")
-    language: str = Field("en", description="language of the e-mails (a collector/locale)")
+    language: Literal["ar", "zh", "en", "fr", "ru", "es"] = Field(
+        "en", description="language of the e-mails")
     group_wait_s: float = Field(5, ge=0, le=3_600)
     group_interval_s: float = Field(60, ge=1, le=86_400)
     repeat_interval_s: float = Field(4 * 3_600, ge=60, le=30 * 86_400)

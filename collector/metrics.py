@@ -19,7 +19,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from collector.metrics_access import render_access_seconds
+from collector.metrics_access import render_mission_access
 from collector.mission_info import mission_info_exposition
 from collector.runtime import RuntimeMetrics
 from collector.state import STATES, CheckState, FleetState
@@ -221,7 +221,7 @@ def render_fleet(state: FleetState, timelines: Timelines, check_lines: CheckLine
 
     families = [report, backlog, access, access_up, access_since]
     return ("".join(out) + "".join("\n".join(f.lines) + "\n" for f in families)
-            + render_access_seconds(timelines)
+            + render_mission_access(timelines)
             + mission_info_exposition(inventory))
 
 

@@ -1,5 +1,6 @@
-"""`unhindered_mission_access_seconds_total{mission,state}`: seconds each mission spent in
-each overall access state (up, degraded, down, unknown) or in maintenance, as counters.
+"""Per-mission series: `unhindered_mission_access_seconds_total{mission,state}`, seconds
+each mission spent in each overall access state (up, degraded, down, unknown) or in
+maintenance, as counters; and the mission's loss and RTT thresholds, for alert texts.
 
 The availability SLO alerts (alerts/unhindered.rules.yml) take rates of these: a counter
 survives missed scrapes, where a 0/1 gauge sampled by Prometheus would not. A counter only
@@ -97,5 +98,26 @@ def access_seconds(timelines: Timelines,
     return counters
 
 
-def render_access_seconds(timelines: Timelines) -> str:
-    return access_seconds(timelines).render(timelines.access)
+def _thresholds(timelines: Timelines) -> str:
+    """The loss and RTT thresholds each mission's checks are judged by (the inventory's,
+    else the collector's), so that alert texts can show them next to the figures."""
+    loss = ["# HELP unhindered_mission_loss_threshold_ratio ICMP loss over which a round of "
+            "the mission is poor (0 to 1).",
+            "# TYPE unhindered_mission_loss_threshold_ratio gauge"]
+    rtt = ["# HELP unhindered_mission_rtt_threshold_seconds Median RTT or connect time over "
+           "which a round of the mission is poor.",
+           "# TYPE unhindered_mission_rtt_threshold_seconds gauge"]
+    for mission in sorted({m for m, _group in list(timelines.access)}):
+        policy = timelines.policy_for(mission)
+        if policy.loss_pct is not None:
+            loss.append(f'unhindered_mission_loss_threshold_ratio{{mission="{mission}"}} '
+                        f"{policy.loss_pct / 100!r}")
+        if policy.rtt_ms is not None:
+            rtt.append(f'unhindered_mission_rtt_threshold_seconds{{mission="{mission}"}} '
+                       f"{policy.rtt_ms / 1000!r}")
+    return "\n".join(loss) + "\n" + "\n".join(rtt) + "\n"
+
+
+def render_mission_access(timelines: Timelines) -> str:
+    """The per-mission families of this module: access seconds and thresholds."""
+    return access_seconds(timelines).render(timelines.access) + _thresholds(timelines)

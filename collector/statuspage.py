@@ -67,19 +67,19 @@ STATUS_PAGE = web.AppKey("status_page", object)
 
 # --- languages ---
 
-def load_translations(lang: str) -> NullTranslations:
+def load_translations(lang: str, domain: str = DOMAIN) -> NullTranslations:
     """The catalog of `lang`, compiled in memory from its .po file (no build step, and a
     .po cannot be stale against a compiled copy); English and missing catalogs give the
-    source text."""
-    po = LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+    source text. The alert e-mails have their own domain, "alerts"."""
+    po = LOCALE_DIR / lang / "LC_MESSAGES" / f"{domain}.po"
     if lang == DEFAULT_LANGUAGE or not po.is_file():
         return NullTranslations()
     with po.open("rb") as f:
-        catalog = read_po(f, locale=lang, domain=DOMAIN)
+        catalog = read_po(f, locale=lang, domain=domain)
     mo = io.BytesIO()
     write_mo(mo, catalog)  # fuzzy entries are left out, as pybabel compile does
     mo.seek(0)
-    return Translations(mo, domain=DOMAIN)
+    return Translations(mo, domain=domain)
 
 
 def parse_accept_language(header: str) -> list[str]:

@@ -59,10 +59,10 @@ class Timelines:
         self.groups: dict[tuple[str, str], str] = {}
         # (mission, group) -> (state, since); group "*" is the mission's access.
         self.access: dict[tuple[str, str], tuple[str, float]] = {}
+        self.changes = 0  # counts changes of states, so /metrics is rendered only after one
         # Called as observer(mission, group, state, since) when an access state changes:
         # the access-seconds counters and the direct alerts to Alertmanager.
         self.observers: list[Callable[[str, str, str, float], None]] = []
-        self.changes = 0  # counts changes of states, so /metrics is rendered only after one
 
     # --- start-up ---
 

@@ -14,10 +14,12 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from collector import api, statuspage
+from collector.alerting.push import AlertPusher
 from collector.central import CentralChecks
 from collector.config import CollectorConfig
 from collector.inventory import Inventory
 from collector.metrics import Metrics, RenderedMetrics
+from collector.metrics_access import access_seconds
 from collector.rollups import Rollups
 from collector.state import FleetState
 from collector.store import EnrollmentRefused, Store
@@ -223,6 +225,12 @@ def create_app(config: CollectorConfig, store: Store) -> web.Application:
     inventory = config.load_inventory()
     timelines = Timelines(store, lambda mission: inventory.policy_for(mission, policy))
     rollups = Rollups(store)
+    access_seconds(timelines, inventory.schedule)  # the SLO counters, maintenance apart
+    alerting = config.alerting
+    pusher = (AlertPusher(alerting.alertmanager_url, alerting.resend_s)
+              if alerting.alertmanager_url else None)
+    if pusher is not None:
+        timelines.observers.append(pusher.observe)
     app[CONFIG] = config
     app[STORE] = store
     app[STATE] = state
@@ -273,6 +281,8 @@ def create_app(config: CollectorConfig, store: Store) -> web.Application:
             task.cancel()
         app[METRICS].runtime.stop()
         app[EXPOSITION].close()
+        if pusher is not None:
+            pusher.close()
         app[DB_THREAD].shutdown(wait=True)
         store.close()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -31,3 +32,8 @@ def call(base_url: str, path: str, method: str = "GET", body: Any = None,
     except (OSError, TimeoutError) as err:
         raise AlertmanagerError(f"{method} {url} failed: {err}") from None
     return json.loads(raw) if raw.strip() else None
+
+
+def iso(t: float) -> str:
+    """Unix seconds as the RFC 3339 time Alertmanager's API takes."""
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")

@@ -21,6 +21,7 @@ from collector.statuspage import load_translations
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "alertmanager"
 TEMPLATE_FILE = "unhindered-email.tmpl"
+DOMAIN = "alerts"  # gettext domain of the e-mails: babel-alerts.cfg, collector/locale/
 CENTRE = "centre"
 WATCHDOG = "watchdog"
 
@@ -55,7 +56,7 @@ def render_email_template(settings: AlertingSettings) -> str:
         block_start_string="[%", block_end_string="%]",
         comment_start_string="[#", comment_end_string="#]",
         keep_trailing_newline=True, autoescape=False)
-    translations = load_translations(settings.language)
+    translations = load_translations(settings.language, DOMAIN)
     env.install_gettext_translations(translations, newstyle=True)
     return env.get_template("email.tmpl").render(
         advice=_advice(translations.gettext), status_url=settings.status_url,

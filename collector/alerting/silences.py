@@ -10,14 +10,14 @@ inventory changed) are expired. Silences made by people are never touched.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from collector.alerting.amapi import call
+from collector.alerting.amapi import call, iso
 from collector.inventory import Inventory
+from collector.maintenance import occurrences, zone
 
 CREATED_BY = "unhindered-collector"
 MARK = "[unhindered maintenance]"
-_MARGIN_S = 8 * 86_400
 
 
 @dataclass(frozen=True)
@@ -36,20 +36,17 @@ class SyncResult:
 
 
 def wanted(inventory: Inventory, now: float, horizon_s: float) -> list[Window]:
-    """Windows in progress or starting within the horizon, per mission. The schedule clips
-    windows to the range asked: asking a week more on each side (the longest recurring
-    window) keeps those we want whole."""
+    """Windows in progress or starting within the horizon, per mission, whole (not clipped
+    to the horizon, not merged: one silence per window)."""
     out = []
     for mission in inventory.missions:
-        schedule = inventory.schedule(mission.code)
-        for start, end in schedule.windows_between(now - _MARGIN_S, now + horizon_s + _MARGIN_S):
-            if end > now and start < now + horizon_s:
-                out.append(Window(mission.code, start, end))
-    return out
-
-
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+        tz_name = mission.timezone or inventory.defaults.timezone
+        tz = zone(tz_name) if tz_name else None
+        for window in mission.maintenance:
+            for start, end in occurrences(window, tz, now, now + horizon_s):
+                if start < now + horizon_s:
+                    out.append(Window(mission.code, start, end, window.note))
+    return sorted(out, key=lambda w: (w.mission, w.start))
 
 
 def _epoch(text: str) -> float:
@@ -91,7 +88,8 @@ def sync(base_url: str, inventory: Inventory, now: float, horizon_s: float) -> S
                           "isEqual": True}],
             "startsAt": iso(max(w.start, now)), "endsAt": iso(w.end),
             "createdBy": CREATED_BY,
-            "comment": f"{MARK} planned maintenance of {w.mission} from the inventory",
+            "comment": f"{MARK} planned maintenance of {w.mission} from the inventory"
+                       + (f": {w.note}" if w.note else ""),
         })
         result.created.append(w)
     for window, silence_id in existing.items():

@@ -21,16 +21,23 @@ COLLECTOR_PORT = 9640  # inside the lab's own centre namespace: no clash with th
 
 
 class Collector:
-    def __init__(self, lab, workdir: Path) -> None:
+    def __init__(self, lab, workdir: Path, config: dict | None = None) -> None:
         self.lab = lab
         self.workdir = workdir
         self.database = f"sqlite:///{workdir / 'collector.sqlite'}"
+        # An optional collector config (a mapping written as YAML), e.g. `alerting:`.
+        self.config_args: list[str] = []
+        if config is not None:
+            path = workdir / "collector.yaml"
+            path.write_text(yaml.safe_dump(config))
+            self.config_args = ["-c", str(path)]
         self.url = f"http://{lab.centre.ipv4}:{COLLECTOR_PORT}"
         self.process: subprocess.Popen | None = None
         self.starts = 0
 
     def _cli(self, *args: str) -> list[str]:
-        return [PYTHON, "-m", "collector.cli", "--database", self.database, *args]
+        return [PYTHON, "-m", "collector.cli", *self.config_args, "--database", self.database,
+                *args]
 
     def start(self) -> None:
         self.starts += 1

@@ -15,16 +15,18 @@ def fleet_with(*results):
     return state
 
 
-class _Timelines(SimpleNamespace):
-    """Weak-referenceable, with observers: the access-seconds counters
-    (collector/metrics_access.py) are kept per Timelines and subscribe to it."""
+class FakeTimelines:
+    """What render_fleet reads of Timelines: the check machines and mission access."""
 
-    __hash__ = object.__hash__
+    def __init__(self, state_of: dict) -> None:
+        self.machines = {key: SimpleNamespace(state=s, since=since)
+                         for key, (s, since) in state_of.items()}
+        self.access: dict = {}
+        self.observers: list = []
 
 
-def timelines(state_of: dict):
-    machines = {key: SimpleNamespace(state=s, since=since) for key, (s, since) in state_of.items()}
-    return _Timelines(machines=machines, access={}, observers=[])
+def timelines(state_of: dict) -> FakeTimelines:
+    return FakeTimelines(state_of)
 
 
 def assert_same_as_fresh(state, view, cached: CheckLines) -> str:
