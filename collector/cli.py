@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from collector import config as collector_config
+from collector import grafana_push
 from collector.central import CentralChecks
 from collector.store import ProbeExists, Store
 from probes import logsetup
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     revoke_reader = readers_sub.add_parser("revoke", help="revoke one")
     revoke_reader.add_argument("name")
 
+    grafana_push.add_parser(sub)
+
     demo = sub.add_parser("demo", help="run a collector and probes on loopback, print URLs")
     demo.add_argument("--seconds", type=float, default=0,
                       help="stop after this many seconds (default: run until Ctrl-C)")
@@ -121,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.config or '(defaults)'}: valid; inventory of "
               f"{len(inventory.missions)} missions")
         return 0
+    if args.command == "dashboards":
+        return grafana_push.run(args)
     if args.command == "demo":
         from collector.demo import run_demo
 

@@ -20,6 +20,7 @@ from prometheus_client import (
 )
 
 from collector.metrics_access import render_mission_access
+from collector.mission_info import mission_info_exposition
 from collector.runtime import RuntimeMetrics
 from collector.state import STATES, CheckState, FleetState
 from collector.timeline import ALL_GROUPS, Timelines
@@ -178,7 +179,8 @@ class CheckLines:
         return tuple(lines)
 
 
-def render_fleet(state: FleetState, timelines: Timelines, check_lines: CheckLines) -> str:
+def render_fleet(state: FleetState, timelines: Timelines, check_lines: CheckLines,
+                 inventory=None) -> str:
     """The fleet's series as Prometheus text (format 0.0.4).
 
     Written directly rather than through prometheus-client's metric families: with
@@ -219,16 +221,18 @@ def render_fleet(state: FleetState, timelines: Timelines, check_lines: CheckLine
 
     families = [report, backlog, access, access_up, access_since]
     return ("".join(out) + "".join("\n".join(f.lines) + "\n" for f in families)
-            + render_mission_access(timelines))
+            + render_mission_access(timelines)
+            + mission_info_exposition(inventory))
 
 
 class Metrics:
     """The collector's registry: fleet state plus the collector's own counters."""
 
-    def __init__(self, state: FleetState, timelines: Timelines) -> None:
+    def __init__(self, state: FleetState, timelines: Timelines, inventory=None) -> None:
         disable_created_metrics()  # _created series double the counters for no use here
         self.state = state
         self.timelines = timelines
+        self.inventory = inventory
         self.check_lines = CheckLines()
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
@@ -245,7 +249,8 @@ class Metrics:
         return self.state.changes, self.timelines.changes
 
     def render(self) -> bytes:
-        return (render_fleet(self.state, self.timelines, self.check_lines).encode()
+        return (render_fleet(self.state, self.timelines, self.check_lines,
+                             self.inventory).encode()
                 + generate_latest(self.registry))
 
 

@@ -237,7 +237,7 @@ def create_app(config: CollectorConfig, store: Store) -> web.Application:
     app[TIMELINES] = timelines
     app[INVENTORY] = inventory
     app[CENTRAL] = CentralChecks(config.checks_file) if config.checks_file else None
-    app[METRICS] = Metrics(state, timelines)
+    app[METRICS] = Metrics(state, timelines, inventory)
     app[EXPOSITION] = RenderedMetrics(app[METRICS])
     app[DB_THREAD] = ThreadPoolExecutor(1, thread_name_prefix="db")
 
