@@ -15,6 +15,7 @@ from pydantic import (
 
 from collector.hysteresis import Policy
 from collector.inventory import Inventory, default_inventory, load_inventory
+from collector.snmp.settings import SnmpSettings
 from probes.configfile import load_model, resolve_path
 from probes.logsetup import LoggingSettings
 
@@ -95,6 +96,7 @@ class CollectorConfig(_Section):
     database: DatabaseSettings = DatabaseSettings()
     ingest: IngestSettings = IngestSettings()
     logging: LoggingSettings = LoggingSettings()
+    snmp: SnmpSettings = SnmpSettings()
 
 
     @field_validator("checks_file", "inventory")

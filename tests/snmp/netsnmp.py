@@ -1,0 +1,60 @@
+"""Driving net-snmp's command-line tools at the collector, with OIDs looked up by name in
+the compiled UNHINDERED-MIB (the enterprise number lives in the MIB only)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from datetime import datetime
+
+from collector.snmp import mib
+from tests.support import require_program
+
+AUTH_KEY = "fra-auth-passphrase"
+PRIV_KEY = "fra-priv-passphrase"
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def dotted(name: str, *instance: int) -> str:
+    return ".".join(str(n) for n in (*mib.oid(name), *instance))
+
+
+def check_varbinds(probe_id: str, mission: str, check: str, state: int, reason: str,
+                   changed: datetime, index: int = 1) -> list[str]:
+    """The objects of checkDown / checkUp as snmptrap arguments (OID TYPE VALUE)."""
+    return [
+        dotted("unhProbeId", 0), "s", probe_id,
+        dotted("unhProbeMission", 0), "s", mission,
+        dotted("unhCheckName", index), "s", check,
+        dotted("unhCheckKind", index), "i", "1",
+        dotted("unhCheckTarget", index), "s", "198.19.0.1",
+        dotted("unhCheckState", index), "i", str(state),
+        dotted("unhCheckFailureReason", index), "s", reason,
+        dotted("unhCheckLastChange", index), "x", mib.encode_date_and_time(changed).hex(),
+    ]
+
+
+def v2c(community: str) -> list[str]:
+    return ["-v2c", "-c", community]
+
+
+def v3(user: str, auth: str = AUTH_KEY, priv: str = PRIV_KEY) -> list[str]:
+    return ["-v3", "-l", "authPriv", "-u", user, "-a", "SHA-256", "-A", auth, "-x", "AES",
+            "-X", priv]
+
+
+async def send(tool: str, security: list[str], port: int, notification: str,
+               varbinds: list[str], *extra: str) -> tuple[int, str]:
+    """Runs snmptrap or snmpinform (at most 2 tries, 1 s apart); (exit status, stderr)."""
+    program = require_program(tool, "snmp")
+    process = await asyncio.create_subprocess_exec(
+        program, *security, "-r", "1", "-t", "1", *extra, f"udp:127.0.0.1:{port}", "",
+        dotted(notification), *varbinds,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _out, err = await process.communicate()
+    return process.returncode, err.decode()
