@@ -21,16 +21,21 @@ COLLECTOR_PORT = 9640  # inside the lab's own centre namespace: no clash with th
 
 
 class Collector:
-    def __init__(self, lab, workdir: Path) -> None:
+    def __init__(self, lab, workdir: Path, config: dict | None = None) -> None:
         self.lab = lab
         self.workdir = workdir
+        self.config_path: Path | None = None
+        if config is not None:  # settings beyond the database and the listen address
+            self.config_path = workdir / "collector.yaml"
+            self.config_path.write_text(yaml.safe_dump(config))
         self.database = f"sqlite:///{workdir / 'collector.sqlite'}"
         self.url = f"http://{lab.centre.ipv4}:{COLLECTOR_PORT}"
         self.process: subprocess.Popen | None = None
         self.starts = 0
 
     def _cli(self, *args: str) -> list[str]:
-        return [PYTHON, "-m", "collector.cli", "--database", self.database, *args]
+        config = ["-c", str(self.config_path)] if self.config_path else []
+        return [PYTHON, "-m", "collector.cli", *config, "--database", self.database, *args]
 
     def start(self) -> None:
         self.starts += 1

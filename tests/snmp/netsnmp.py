@@ -4,8 +4,10 @@ the compiled UNHINDERED-MIB (the enterprise number lives in the MIB only)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from datetime import datetime
+from pathlib import Path
 
 from collector.snmp import mib
 from tests.support import require_program
@@ -58,3 +60,29 @@ async def send(tool: str, security: list[str], port: int, notification: str,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     _out, err = await process.communicate()
     return process.returncode, err.decode()
+
+
+ROUTER_COMMUNITY = "router-secret"
+ROUTER_USER = "routerv3"
+ROUTER_AUTH_KEY = "router-auth-passphrase"
+ROUTER_PRIV_KEY = "router-priv-passphrase"
+
+
+def snmpd_argv(workdir: Path, listen: list[str], allowed: str = "127.0.0.0/8") -> list[str]:
+    """A net-snmp snmpd in the foreground that reads only the config written here (-C):
+    v2c community ROUTER_COMMUNITY from `allowed`, v3 user ROUTER_USER authPriv
+    (SHA-256, AES-128), read-only; listening on `listen` (["udp:ADDRESS:PORT", ...]).
+    Its persistent state goes to `workdir` (SNMP_PERSISTENT_DIR, see snmpd_env)."""
+    require_program("snmpd", "snmpd")
+    conf = workdir / "snmpd.conf"
+    conf.write_text(
+        f"rocommunity {ROUTER_COMMUNITY} {allowed}\n"
+        f"createUser {ROUTER_USER} SHA-256 {ROUTER_AUTH_KEY} AES {ROUTER_PRIV_KEY}\n"
+        f"rouser {ROUTER_USER} priv\n"
+        "dontLogTCPWrappersConnects yes\n")
+    return ["snmpd", "-f", "-Lf", str(workdir / "snmpd.log"), "-C", "-c", str(conf),
+            "-p", str(workdir / "snmpd.pid"), "-M", "/dev/null", "-m", "", ",".join(listen)]
+
+
+def snmpd_env(workdir: Path) -> dict[str, str]:
+    return {**os.environ, "SNMP_PERSISTENT_DIR": str(workdir), "MIBS": ""}
