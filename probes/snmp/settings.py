@@ -136,12 +136,17 @@ class SnmpSettings(_FileRelative):
         None, description="hex; default: derived by pysnmp at each start")
     notify: list[NotificationTarget] = Field(default_factory=list)
 
+    @field_validator("community")
+    @classmethod
+    def _not_public(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _refuse_public(value.get_secret_value())
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> SnmpSettings:
         if self.community is not None and self.community_file is not None:
             raise ValueError("set at most one of community and community_file")
-        if self.community is not None:
-            _refuse_public(self.community.get_secret_value())
         names = [u.name for u in self.users]
         if len(names) != len(set(names)):
             raise ValueError("each user name may appear once")
