@@ -13,7 +13,7 @@ from pysnmp.entity.engine import SnmpEngine
 from pysnmp.proto import errind
 from pysnmp.proto.secmod.rfc3414.service import UsmSecurityParameters
 
-from collector.snmp.settings import V3User
+from probes.snmp.settings import SnmpUser
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,8 @@ class Drops(Counter):
         return totals
 
 
-def add_user(engine: SnmpEngine, user: V3User, engine_id: bytes | None = None) -> None:
-    """An authPriv (HMAC-SHA-256, AES-128) user; `engine_id` None: our own engine's."""
-    config.add_v3_user(engine, user.name, config.USM_AUTH_HMAC192_SHA256, user.auth_key,
-                       config.USM_PRIV_CFB128_AES, user.priv_key,
-                       securityEngineId=engine_id)
+def add_user(engine: SnmpEngine, user: SnmpUser) -> None:
+    """An authPriv (HMAC-SHA-256, AES-128) user of our own engine (informs to us)."""
+    auth, priv = user.keys()
+    config.add_v3_user(engine, user.name, config.USM_AUTH_HMAC192_SHA256, auth,
+                       config.USM_PRIV_CFB128_AES, priv)

@@ -1,41 +1,28 @@
-"""UNHINDERED-MIB as the collector sees it: OIDs and enumerations looked up by name in the
+"""UNHINDERED-MIB as the collector reads it: OIDs and enumerations looked up by name in the
 module compiled at build time into probes/snmp/mibs/ (the MIB text is the one place the
-enterprise number is set), and the DateAndTime codec."""
+enterprise number is set), and DateAndTime decoding (probes.snmp.values encodes)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from functools import cache, lru_cache
-from pathlib import Path
+from functools import cache
 
-from pysnmp.smi.builder import DirMibSource, MibBuilder
+from pysnmp.smi.builder import MibBuilder
 
-import probes
-
-MODULE = "UNHINDERED-MIB"
-COMPILED_DIR = Path(probes.__file__).parent / "snmp" / "mibs"
+from probes.snmp import mibs
 
 Oid = tuple[int, ...]
 
 
-class MibMissing(RuntimeError):
-    pass
-
-
-@lru_cache(maxsize=1)
+@cache
 def _builder() -> MibBuilder:
     builder = MibBuilder()
-    builder.add_mib_sources(DirMibSource(str(COMPILED_DIR)))
-    try:
-        builder.load_modules(MODULE)
-    except Exception as exc:
-        raise MibMissing(f"cannot load the compiled {MODULE} from {COMPILED_DIR} ({exc}): "
-                         "reinstall the package (pip install -e .), which compiles it") from exc
+    mibs.add_to(builder)
     return builder
 
 
 def symbol(name: str):
-    return _builder().import_symbols(MODULE, name)[0]
+    return _builder().import_symbols(mibs.MODULE, name)[0]
 
 
 @cache
@@ -76,12 +63,3 @@ def date_and_time(octets: bytes) -> datetime:
         raise ValueError("DateAndTime deci-seconds over 9")
     return datetime(year, month, day, hour, minute, second, deci * 100_000,
                     tzinfo=zone).astimezone(UTC)
-
-
-def encode_date_and_time(when: datetime) -> bytes:
-    """UTC DateAndTime in the 11-octet form (for tests and tools sending notifications)."""
-    when = when.astimezone(UTC)
-    return (when.year.to_bytes(2, "big")
-            + bytes([when.month, when.day, when.hour, when.minute, when.second,
-                     when.microsecond // 100_000])
-            + b"+\x00\x00")

@@ -16,16 +16,15 @@ from pydantic import TypeAdapter, ValidationError
 from collector.snmp import mib
 from collector.snmp.walk import Oid, Peer, WalkError
 from probes.measurement import PROTOCOL_VERSION, Batch, FailureReason, Measurement
+from probes.snmp.values import CHECK_COLUMNS, TRUE
 
 log = logging.getLogger(__name__)
 
-CHECK_COLUMNS = ("unhCheckName", "unhCheckKind", "unhCheckTarget", "unhCheckState",
-                 "unhCheckRttMedian", "unhCheckRttMin", "unhCheckRttMax", "unhCheckLoss",
-                 "unhCheckJitter", "unhCheckLastChange", "unhCheckFailureReason",
-                 "unhCheckLastRound", "unhCheckGroup", "unhCheckLastSeq", "unhCheckOk")
 PROBE_SCALARS = ("unhProbeId", "unhProbeMission", "unhProbeOutboxId", "unhProbeOutboxDepth")
-TRUE = 1  # SNMPv2-TC TruthValue
 MICRO = 1e-6
+# What the probe's agent serves as the RTT of the kinds that make one attempt
+# (probes.snmp.values.figures).
+ONE_ATTEMPT = {"tcp": "connect_s", "http": "first_byte_s", "dns": "query_s"}
 
 _measurement = TypeAdapter(Measurement)
 
@@ -65,12 +64,12 @@ def measurement_of(row: dict[str, object], probe_id: str, mission: str,
         figures = {"sent": sent, "received": received, "loss_ratio": lost / 1000,
                    "projected": True}
         if received:
-            figures.update(rtt_min_s=low, rtt_median_s=median, rtt_max_s=high,
-                           jitter_s=int(row["unhCheckJitter"]) * MICRO)
-    elif ok and kind in ("tcp", "http"):
-        figures = {"connect_s": median}
-    elif ok and kind == "dns":
-        figures = {"query_s": median}
+            figures.update(rtt_min_s=low, rtt_median_s=median, rtt_max_s=high)
+        if int(row["unhCheckJitter"]):  # 0: none estimated yet
+            figures["jitter_s"] = int(row["unhCheckJitter"]) * MICRO
+    elif ok:
+        # The other kinds make one attempt, whose time the probe puts in all three RTTs.
+        figures = {ONE_ATTEMPT[kind]: median}
     return _measurement.validate_python({
         "seq": seq, "probe_id": probe_id, "mission": mission, "kind": kind,
         "check_id": _text(row["unhCheckName"]), "group": _text(row["unhCheckGroup"]) or

@@ -8,8 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from probes.measurement import Identifier, MissionCode
 
-# USM keys: RFC 3414 wants at least 8 characters; net-snmp refuses shorter pass phrases.
-Key = Annotated[str, Field(min_length=8, max_length=256)]
+# One rule for communities on both sides (not public, private or empty).
+from probes.snmp.settings import SnmpUser
+from probes.snmp.settings import _refuse_public as refuse_public
+
 Community = Annotated[str, Field(min_length=1, max_length=64)]
 
 
@@ -17,27 +19,19 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class V3User(_Section):
-    """An SNMPv3 USM user, authPriv with HMAC-SHA-256 and AES-128 (the only level we
-    accept: probes and routers carry the mission's state)."""
-
-    name: Annotated[str, Field(min_length=1, max_length=32)]
-    auth_key: Key
-    priv_key: Key
-
-
 class Credentials(_Section):
-    """Exactly one of `community` (SNMPv2c) or `user` (SNMPv3)."""
+    """Exactly one of `community` (SNMPv2c) or `user` (SNMPv3 authPriv, HMAC-SHA-256 and
+    AES-128: the same user settings as the probe's, keys inline or in files)."""
 
     community: Community | None = None
-    user: V3User | None = None
+    user: SnmpUser | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> Credentials:
         if (self.community is None) == (self.user is None):
             raise ValueError("give exactly one of community (SNMPv2c) or user (SNMPv3)")
-        if self.community == "public":
-            raise ValueError("the community 'public' is everybody's: choose a secret one")
+        if self.community is not None:
+            refuse_public(self.community)
         return self
 
 

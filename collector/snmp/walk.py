@@ -43,9 +43,9 @@ class Table:
 def credentials(agent: Agent):
     if agent.community is not None:
         return CommunityData(agent.community, mpModel=1)  # v2c
-    user = agent.user
-    assert user is not None
-    return UsmUserData(user.name, user.auth_key, user.priv_key,
+    assert agent.user is not None
+    auth, priv = agent.user.keys()
+    return UsmUserData(agent.user.name, auth, priv,
                        authProtocol=USM_AUTH_HMAC192_SHA256, privProtocol=USM_PRIV_CFB128_AES)
 
 

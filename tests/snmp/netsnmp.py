@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from collector.snmp import mib
+from probes.snmp.values import date_and_time
 from tests.support import require_program
 
 AUTH_KEY = "fra-auth-passphrase"
@@ -37,7 +38,7 @@ def check_varbinds(probe_id: str, mission: str, check: str, state: int, reason: 
         dotted("unhCheckTarget", index), "s", "198.19.0.1",
         dotted("unhCheckState", index), "i", str(state),
         dotted("unhCheckFailureReason", index), "s", reason,
-        dotted("unhCheckLastChange", index), "x", mib.encode_date_and_time(changed).hex(),
+        dotted("unhCheckLastChange", index), "x", date_and_time(changed).hex(),
     ]
 
 

@@ -16,9 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector.config import CollectorConfig
 from collector.schema import access_intervals
-from collector.snmp.settings import ReceiverSettings, SnmpSettings, TrapSender, V3User
+from collector.snmp.settings import ReceiverSettings, SnmpSettings, TrapSender
 from collector.store import Store
 from collector.web import create_app
+from probes.snmp.settings import SnmpUser
 from tests.snmp.netsnmp import (
     AUTH_KEY,
     PRIV_KEY,
@@ -75,7 +76,7 @@ async def collector(tmp_path):
     port = free_udp_port()
     senders = (
         TrapSender(probe_id="fra-1", community="fra-secret"),
-        TrapSender(probe_id="fra-1", user=V3User(name="fra1", auth_key=AUTH_KEY,
+        TrapSender(probe_id="fra-1", user=SnmpUser(name="fra1", auth_key=AUTH_KEY,
                                                   priv_key=PRIV_KEY)),
         TrapSender(probe_id="ken-1", community="ken-secret"),
         TrapSender(probe_id="gone-1", community="gone-secret"),  # not registered
