@@ -64,7 +64,7 @@ class IcmpFigures(_Strict):
     # with this round's consecutive replies. None until two replies have been seen.
     jitter_s: Seconds | None = None
     samples_s: list[Seconds] = Field(default_factory=list, max_length=10_000)
-    # True for figures read back from a probe's SNMP agent (docs/snmp.md): they carry
+    # True for figures read back from a probe's SNMP agent (docs/snmp-collector.md): they carry
     # min/median/max and loss in per-mille, but no samples and no mean.
     projected: bool = False
 

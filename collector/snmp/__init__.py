@@ -1,2 +1,2 @@
 """The collector's SNMP side: notification receiver, probe-agent and router pollers
-(docs/snmp.md)."""
+(docs/snmp-collector.md)."""

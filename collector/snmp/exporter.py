@@ -1,4 +1,4 @@
-"""The SNMP side's series on /metrics (names in docs/snmp.md): what the receiver took and
+"""The SNMP side's series on /metrics (names in docs/snmp-collector.md): what the receiver took and
 dropped, how polls went, and the routers' interfaces. A custom collector: it reads the
 counters and readings as they are when /metrics renders (on the metrics thread)."""
 

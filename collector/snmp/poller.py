@@ -57,7 +57,7 @@ def measurement_of(row: dict[str, object], probe_id: str, mission: str,
     figures: dict = {}
     if kind == "icmp":
         # Loss comes in per-mille without the packet count: the smallest sent/received
-        # pair with that loss stands in (docs/snmp.md); `projected` says so.
+        # pair with that loss stands in (docs/snmp-collector.md); `projected` says so.
         lost = int(row["unhCheckLoss"])
         sent = 1000 // gcd(lost, 1000)
         received = sent - lost * sent // 1000

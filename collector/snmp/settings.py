@@ -1,4 +1,4 @@
-"""The `snmp:` section of the collector's configuration (docs/snmp.md)."""
+"""The `snmp:` section of the collector's configuration (docs/snmp-collector.md)."""
 
 from __future__ import annotations
 
