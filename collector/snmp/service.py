@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import time
 
 from aiohttp import web
-from pysnmp.carrier.asyncio.dgram import udp
+from pysnmp.carrier.asyncio.dgram import udp, udp6
 from pysnmp.entity import config
 from pysnmp.entity.engine import SnmpEngine
 
@@ -19,6 +21,8 @@ from collector.snmp.receiver import CHECK_NOTIFICATIONS, Notification, Receiver
 from collector.snmp.router import RouterPoller, RouterReading
 from collector.snmp.settings import SnmpSettings
 from collector.snmp.walk import Peer
+from probes.snmp.agent import bind_socket
+from probes.snmp.settings import AgentSettings
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +43,19 @@ class SnmpService:
         settings = self.settings
         self.app[collector_web.METRICS].registry.register(self.exporter)
         if settings.receiver is not None:
-            listen = (settings.receiver.host, settings.receiver.port)
-            config.add_transport(self.engine, udp.DOMAIN_NAME,
-                                 udp.UdpTransport().open_server_mode(listen))
-            self.receiver = Receiver(self.engine, settings.receiver, self.drops, self._deliver)
-            log.info("receiving SNMP notifications on %s:%d", *listen)
+            receiver = settings.receiver
+            # Bound here, so that a port in use stops the start with a clear error
+            # (pysnmp would bind later, inside the loop, and only log it).
+            host = f"[{receiver.host}]" if ":" in receiver.host else receiver.host
+            sock = bind_socket(AgentSettings(listen=f"{host}:{receiver.port}"))
+            if sock.family == socket.AF_INET6:
+                domain, transport = udp6.DOMAIN_NAME, udp6.Udp6AsyncioTransport()
+            else:
+                domain, transport = udp.DOMAIN_NAME, udp.UdpAsyncioTransport()
+            config.add_transport(self.engine, domain, transport.open_server_mode(sock=sock))
+            self.receiver = Receiver(self.engine, receiver, self.drops, self._deliver)
+            log.info("receiving SNMP notifications on %s port %d", receiver.host,
+                     sock.getsockname()[1])
         for agent in settings.probes:
             poller = ProbePoller(Peer(self.engine, agent), agent.probe_id, self._store,
                                  self._counting("probe"))
@@ -82,6 +94,12 @@ class SnmpService:
         app = self.app
         try:
             probe = await collector_web.in_db(app, app[collector_web.STORE].probe, n.probe_id)
+            horizon = time.time() + app[collector_web.CONFIG].ingest.max_future_s
+            if n.changed_at.timestamp() > horizon:
+                self.drops["malformed"] += 1
+                log.warning("dropped %s from %s: its time %s is in the future (check the "
+                            "probe's clock)", n.name, n.source, n.changed_at.isoformat())
+                return
             if probe is None or probe.revoked_at is not None or probe.mission != n.mission:
                 self.drops["unknown_probe"] += 1
                 log.warning("dropped %s from %s: probe %s of mission %s is not registered "

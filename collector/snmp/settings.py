@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_address
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from probes.measurement import Identifier, MissionCode
 
@@ -42,8 +43,20 @@ class TrapSender(Credentials):
     probe_id: Identifier
 
 
+def _ip(value: str) -> str:
+    try:
+        ip_address(value)
+    except ValueError:
+        raise ValueError("expected an IP address (no host names: nothing is looked up)"
+                         ) from None
+    return value
+
+
+IpAddress = Annotated[str, AfterValidator(_ip)]
+
+
 class ReceiverSettings(_Section):
-    host: str = Field("127.0.0.1", description="address to receive notifications on")
+    host: IpAddress = Field("127.0.0.1", description="address to receive notifications on")
     port: int = Field(162, ge=1, le=65_535)
     senders: tuple[TrapSender, ...] = ()
 
@@ -62,7 +75,7 @@ class Agent(Credentials):
     """Something to poll: a probe's agent or a mission's router."""
 
     mission: MissionCode
-    address: str
+    address: IpAddress
     port: int = Field(161, ge=1, le=65_535)
     interval_s: float = Field(30, ge=1, le=86_400)
     timeout_s: float = Field(2, gt=0, le=60)

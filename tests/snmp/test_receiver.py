@@ -153,6 +153,10 @@ async def test_bad_messages_are_dropped_counted_and_the_receiver_goes_on(collect
         varbinds = check_varbinds(probe, mission, CHECK, DOWN, "timeout", changed)
         assert (await send("snmptrap", v2c(community), collector.port, "checkDown",
                            varbinds))[0] == 0
+    # Dated an hour ahead of the collector's clock (ingest.max_future_s is 300 s).
+    assert (await send("snmptrap", v2c("fra-secret"), collector.port, "checkDown",
+                       check_varbinds("fra-1", "FRA", CHECK, DOWN, "timeout",
+                                      recent(-3600))))[0] == 0
     # A checkDown lacking its objects.
     assert (await send("snmptrap", v2c("fra-secret"), collector.port, "checkDown",
                        [dotted("unhProbeId", 0), "s", "fra-1"]))[0] == 0
@@ -167,7 +171,7 @@ async def test_bad_messages_are_dropped_counted_and_the_receiver_goes_on(collect
             "malformed")}
 
     expected = {"bad_community": 1, "bad_credentials": 2, "unknown_engine": 1,
-                "unknown_probe": 3, "malformed": 3}
+                "unknown_probe": 3, "malformed": 4}
     for _ in range(50):
         if await counted() == expected:
             break
@@ -239,3 +243,16 @@ async def test_fuzz_thousands_of_packets(collector):
                              check_varbinds("fra-1", "FRA", "after-fuzz", UP, "", recent(1)))
     assert status == 0, err
     await collector.wait_state("FRA", "after-fuzz", "up")
+
+
+async def test_a_receiver_port_in_use_stops_the_start_with_a_clear_error(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'collector.sqlite'}")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        config = CollectorConfig(snmp=SnmpSettings(receiver=ReceiverSettings(
+            host="127.0.0.1", port=port)))
+        server = TestServer(create_app(config, store), host="127.0.0.1")
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
+            await server.start_server()
+        await server.close()

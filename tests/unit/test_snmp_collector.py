@@ -97,6 +97,8 @@ def test_a_row_before_the_first_round_is_skipped_and_the_agent_must_be_the_probe
      "line 4: snmp.receiver.senders[0]: Value error, the community must not be public"),
     ("  routers:\n    - {mission: FRA, name: gw, address: 198.18.1.2}\n",
      "line 3: snmp.routers[0]: give exactly one of community (SNMPv2c) or user (SNMPv3)"),
+    ("  routers:\n    - {mission: FRA, name: gw, address: gw.example, community: x}\n",
+     "line 3: snmp.routers[0].address: expected an IP address (no host names"),
     ("  probes:\n    - {probe_id: fra-1, mission: FRA, address: 198.18.1.2, community: x,"
      " interval_s: 0}\n",
      "line 3: snmp.probes[0].interval_s: Input should be greater than or equal to 1"),
