@@ -7,6 +7,7 @@ import asyncio
 import logging
 import random
 import signal
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -176,7 +177,10 @@ class Probe:
     # --- the service ---
 
     async def _start_snmp(self) -> None:
-        # Imported here: pysnmp stays out of probes that do not use SNMP.
+        # Imported here: pysnmp stays out of probes that do not use SNMP. And the probe
+        # never compiles MIBs (setup.py does): pysnmp would import pysmi, with jinja2 and
+        # lark (~9 MiB), wherever it happens to be installed.
+        sys.modules.setdefault("pysmi", None)  # type: ignore[arg-type]
         from probes.snmp.service import SnmpService
         from probes.snmp.values import ProbeFacts
 
