@@ -127,8 +127,10 @@ def start_snmptrapd(popen: Callable[..., subprocess.Popen], workdir: Path, liste
                     f"authCommunity log {COMMUNITY}\n")
     log = workdir / "snmptrapd.log"
     process = popen(
+        # -n: no reverse DNS lookup of senders (in a lab namespace it waits 5 s for a
+        # resolver it cannot reach, and a late answer to an inform is a lost answer).
         ["env", f"SNMP_PERSISTENT_DIR={workdir / 'persist'}", program("snmptrapd"), "-f",
-         "-C", "-c", str(conf), "-Lf", str(log), *MIB_ARGS, f"udp:{listen}"],
+         "-n", "-C", "-c", str(conf), "-Lf", str(log), *MIB_ARGS, f"udp:{listen}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     wait_for(lambda: log.exists() and "NET-SNMP version" in log.read_text(), 15,
              "snmptrapd to start")

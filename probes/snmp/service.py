@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from collections.abc import Iterator
 
@@ -24,6 +25,7 @@ from probes.snmp.values import Mib, ProbeFacts, check_row, probe_scalars
 log = logging.getLogger(__name__)
 OUTBOX_REFRESH_S = 2.0  # how fresh unhProbeOutboxDepth and the acknowledgement figures are
 NOTIFY_VIEW = (1, 3, 6)  # sysUpTime, snmpTrapOID and our objects
+DEBUG_VARIABLE = "UNHINDERED_SNMP_DEBUG"  # e.g. msgproc,secmod,app (pysnmp's categories)
 
 # Packets the engine refused, by reason: the engine's own counters (SNMPv2-MIB,
 # SNMP-MPD-MIB, SNMP-USER-BASED-SM-MIB), read by name. unknown_engine_id also counts the
@@ -52,6 +54,10 @@ class SnmpService:
         self.states = states
         self.facts = facts
         self.outbox = outbox
+        if os.environ.get(DEBUG_VARIABLE):  # pysnmp's own tracing, for diagnosis only
+            from pysnmp import debug
+
+            debug.set_logger(debug.Debug(*os.environ[DEBUG_VARIABLE].split(",")))
         engine_id = settings.engine_id
         self.engine = SnmpEngine(
             snmpEngineID=rfc1902.OctetString(hexValue=engine_id) if engine_id else None)
