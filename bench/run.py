@@ -1,4 +1,4 @@
-"""`python -m bench [rtt|footprint|sweep|ingest|render ...]`: runs the probe benchmarks
+"""`python -m bench [rtt|footprint|sweep|ingest|render|snmp ...]`: runs the probe benchmarks
 (rtt, footprint, sweep) and the collector benchmarks (ingest, render), all by default, and
 prints each part's table, then every goal with our figure, the reference and the ratio.
 """
@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bench import bench_collector, bench_footprint, bench_rtt, bench_sweep
+from bench import bench_collector, bench_footprint, bench_rtt, bench_snmp, bench_sweep
 from bench.common import PartResult, table
 from tests.lab.netns import unavailable_reason
 
-PARTS = ("rtt", "footprint", "sweep", "ingest", "render")
+PARTS = ("rtt", "footprint", "sweep", "ingest", "render", "snmp")
 LAB_PARTS = ("rtt", "footprint", "sweep")  # these build a network lab: root, ip, nft
 
 
@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         "sweep": lambda: bench_sweep.run(repeats=args.repeats),
         "ingest": lambda: bench_collector.run_ingest(results=args.results),
         "render": lambda: bench_collector.run_render(scrapes=args.scrapes),
+        "snmp": lambda: bench_snmp.run(),
     }
     print(f"Unhindered probe benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print(f"machine: {machine()}; load average: {load()}")
