@@ -4,6 +4,7 @@ the health of the local side, queues them in the outbox and pushes them."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import random
 import signal
@@ -187,7 +188,10 @@ class Probe:
         assert self.config.snmp is not None
         facts = ProbeFacts(self.config.probe_id, self.config.mission, self.outbox.outbox_id,
                            self.started)
-        self.snmp = SnmpService(self.config.snmp, self.states, facts, self.outbox)
+        try:
+            self.snmp = SnmpService(self.config.snmp, self.states, facts, self.outbox)
+        except ValueError as exc:  # a key or community file whose content is refused
+            raise OSError(errno.EINVAL, f"snmp: {exc}") from exc
         self.metrics.snapshot.snmp = self.snmp
         await self.snmp.start()
 

@@ -255,6 +255,31 @@ def test_bad_and_random_packets_are_dropped_and_counted(probe):
     assert "Traceback" not in probe.log.read_text()
 
 
+def test_a_port_in_use_or_a_refused_key_file_stops_the_start_with_a_clear_error(tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        (tmp_path / "priv.key").write_text("short\n")
+        snmp = {"agent": {"listen": f"127.0.0.1:{port}"},
+                "users": [{"name": USER, "auth_key": AUTH_KEY, "priv_key": "priv-pass-phrase"}]}
+        path = tmp_path / "probe.yaml"
+        for section, expected in (
+                (snmp, f"SNMP agent cannot listen on 127.0.0.1:{port}: Address already in use"),
+                ({**snmp, "users": [{"name": USER, "auth_key": AUTH_KEY,
+                                      "priv_key_file": "priv.key"}]},
+                 "snmp: user monitor: the key in priv_key_file needs at least 8 characters")):
+            path.write_text(yaml.safe_dump({
+                "probe_id": "loop-1", "mission": "TST", "outbox": "outbox.sqlite",
+                "collector": {"urls": ["http://127.0.0.1:1/"], "token": "unused"},
+                "local": {"gateway": "none", "resolver": "none"},
+                "checks": [{"id": "c", "kind": "tcp", "target": "127.0.0.1", "port": 1}],
+                "snmp": section}))
+            done = subprocess.run([sys.executable, "-m", "probes", "run", "-c", str(path)],
+                                  capture_output=True, text=True, timeout=60)
+            assert done.returncode == 2, done.stderr
+            assert expected in done.stderr and "Traceback" not in done.stderr
+
+
 def valid_v2c_request() -> bytes:
     """A GET for unhProbeId.0 with the right community, encoded by pysnmp."""
     from pyasn1.codec.ber import encoder
