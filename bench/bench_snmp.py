@@ -1,289 +1,125 @@
-"""SNMP poll sweep benchmark (`python -m bench snmp`): one sweep of 250 agents on loopback
-ports by the collector's poller, and by net-snmp's snmpbulkwalk fetching the same columns,
-in the same run. See docs/benchmarks.md.
+"""Part snmp: what the SNMP agent and notifications cost the probe, in memory and CPU.
 
-Two kinds of agent, each 250 on ports of 127.0.0.1:
-
-probe agents
-    The probe's own agent code (probes.snmp.service.SnmpService with its real MIB
-    instrumentation, v3 authPriv SHA-256/AES-128) holding 10 checks, each instance
-    listening on 50 ports (5 processes): 250 probe processes would need ~15 GiB. The
-    collector walks the probe scalars and the 15 check columns of each (ProbePoller's
-    walk, without storing); snmpbulkwalk walks unhCheckTable (the same 15 columns, as one
-    subtree) and the 4 scalars with snmpget.
-routers
-    net-snmp snmpd (5 processes x 50 ports, v2c) standing in for mission routers: the
-    collector walks the 7 IF-MIB columns it exports (RouterPoller's walk);
-    snmpbulkwalk walks each of those columns (it takes one OID per run).
-
-Ours: one process, one engine, every agent polled concurrently (at most CONCURRENCY in
-flight). net-snmp: one snmpbulkwalk process per walk, PARALLEL at a time. Figures: wall
-time of the sweep and CPU seconds of the poller (ours: the bench process's own CPU during
-the sweep, which also runs nothing else; net-snmp: its children's CPU).
-"""
+Two real probes (`python -m probes run`) measure the same 10 TCP checks on loopback
+(interval 1 s) at the same time; one has no `snmp:` section, the other runs the agent and
+sends v3 informs to a real snmptrapd on loopback. After a warm-up, net-snmp's snmpwalk
+reads the SNMP probe's whole MIB (v3 authPriv) once a second through a fixed window; at the
+end each probe's RSS, RSS peak and CPU time over the window are read from /proc. The probe
+without SNMP is the peer: the ratio is the price of SNMP. Goal (issue 3): the probe with
+the SNMP agent stays within 64 MiB resident at its peak."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import resource
+import socket
+import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import PYTHON, REPO, BenchError, Goal, PartResult, fmt, table
+import yaml
 
-AGENTS = 250
-PER_PROCESS = 50
+from bench.common import PYTHON, BenchError, Goal, PartResult, fmt, proc_figures, table
+from tests.snmp_support import AUTH_KEY, MIB_ARGS, PRIV_KEY, USER, program, start_snmptrapd, v3
+
 CHECKS = 10
-CONCURRENCY = 64
-PARALLEL = 8
-USER = {"name": "bench", "auth_key": "bench-auth-passphrase",
-        "priv_key": "bench-priv-passphrase"}
+WARMUP_S = 6.0
+RSS_GOAL_MIB = 64.0
 
 
-@dataclass
-class Sweep:
-    tool: str
-    wall_s: float
-    cpu_s: float
-    agents_ok: int
-    values: int  # variables read in all
+def _free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
-def _cpu_self() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+def _config(workdir: Path, name: str, port: int, snmp: dict | None) -> Path:
+    config = {
+        "probe_id": name, "mission": "BEN", "outbox": str(workdir / f"{name}.sqlite"),
+        "collector": {"urls": ["http://127.0.0.1:1/"], "token": "unused",
+                      "backoff_initial_s": 30, "backoff_max_s": 60},
+        "local": {"gateway": "none", "resolver": "none"},
+        "checks": [{"id": f"tcp-{i}", "kind": "tcp", "target": "127.0.0.1", "port": port,
+                    "interval_s": 1, "timeout_s": 0.5} for i in range(CHECKS)],
+        "logging": {"level": "WARNING"},
+        **({"snmp": snmp} if snmp else {}),
+    }
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
-def _cpu_children() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` UDP ports free now on 127.0.0.1 (bound together, so all distinct)."""
-    import socket
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-# --- probe agents: the probe's agent code on many ports ---------------------------------
-
-
-async def serve_probe_agents(ports: list[int], workdir: Path) -> None:
-    """One probe SNMP service (its engine, MIB instrumentation and users) answering on
-    every port, with CHECKS checks that have measured; runs until killed."""
-    from datetime import UTC, datetime
-
-    from pysnmp.carrier.asyncio.dgram import udp
-    from pysnmp.entity import config
-
-    from probes.checks.tcp import TcpCheck
-    from probes.checkstate import CheckStates
-    from probes.measurement import TcpFigures, TcpMeasurement
-    from probes.outbox import Outbox
-    from probes.snmp.agent import bind_socket
-    from probes.snmp.service import SnmpService
-    from probes.snmp.settings import AgentSettings, SnmpSettings
-    from probes.snmp.values import ProbeFacts
-
-    checks = [TcpCheck(id=f"check-{i}", kind="tcp", target=f"198.51.100.{i}", port=443)
-              for i in range(1, CHECKS + 1)]
-    states = CheckStates()
-    states.configure(checks)
-    now = datetime.now(UTC)
-    for seq, check in enumerate(checks, start=1):
-        m = TcpMeasurement(probe_id="bench-1", mission="FRA", check_id=check.id,
-                           target=check.target, started_at=now, duration_s=0.01, ok=True,
-                           figures=TcpFigures(connect_s=0.012))
-        states.measured(m, seq)
-        states.confirmed(m, now)
-    outbox = Outbox(workdir / f"outbox-{ports[0]}.sqlite")
-    settings = SnmpSettings(agent=AgentSettings(listen=f"127.0.0.1:{ports[0]}"),
-                            users=[USER])
-    service = SnmpService(settings, states, ProbeFacts("bench-1", "FRA", outbox.outbox_id,
-                                                      time.monotonic()), outbox)
-    await service.start()
-    for i, port in enumerate(ports[1:], start=2):
-        sock = bind_socket(AgentSettings(listen=f"127.0.0.1:{port}"))
-        config.add_transport(service.engine, (*udp.DOMAIN_NAME, i),
-                             udp.UdpAsyncioTransport().open_server_mode(sock=sock))
-    print("ready", flush=True)
-    await asyncio.Event().wait()
-
-
-# --- the sweeps ------------------------------------------------------------------------
-
-
-async def _ours(peers, columns, scalars, label: str) -> Sweep:
-    gate = asyncio.Semaphore(CONCURRENCY)
-    results: list = []
-
-    async def one(peer):
-        async with gate:
-            try:
-                results.append(await peer.walk(columns, scalars))
-            except Exception as exc:  # counted as a failed agent
-                results.append(exc)
-
-    cpu, started = _cpu_self(), time.perf_counter()
-    await asyncio.gather(*(one(p) for p in peers))
-    wall, cpu = time.perf_counter() - started, _cpu_self() - cpu
-    ok = [r for r in results if not isinstance(r, Exception)]
-    values = sum(len(r.scalars) + sum(len(row) for row in r.rows.values()) for r in ok)
-    return Sweep(f"collector poller, {label}", wall, cpu, len(ok), values)
-
-
-def _netsnmp(commands: list[list[str]], agents: int) -> Sweep:
-    cpu, started = _cpu_children(), time.perf_counter()
-    values, failed_agents = 0, set()
-    running: list[tuple[subprocess.Popen, int]] = []
-    pending = list(commands)
-    # commands[i] belongs to agent i * agents // len(commands)
-    index = {id(c): i * agents // len(commands) for i, c in enumerate(commands)}
-    while pending or running:
-        while pending and len(running) < PARALLEL:
-            command = pending.pop(0)
-            running.append((subprocess.Popen(command, stdout=subprocess.PIPE,
-                                             stderr=subprocess.DEVNULL), index[id(command)]))
-        process, agent = running.pop(0)
-        out, _err = process.communicate(timeout=60)
-        if process.returncode != 0:
-            failed_agents.add(agent)
-        # snmpbulkwalk also prints the endOfMibView markers past the last object.
-        values += sum(1 for line in out.splitlines()
-                      if b" = " in line and b"No more variables" not in line)
-    wall, cpu = time.perf_counter() - started, _cpu_children() - cpu
-    return Sweep(f"net-snmp snmpbulkwalk ({PARALLEL} at a time)", wall, cpu,
-                 agents - len(failed_agents), values)
-
-
-def _v3_args() -> list[str]:
-    return ["-v3", "-l", "authPriv", "-u", USER["name"], "-a", "SHA-256", "-A",
-            USER["auth_key"], "-x", "AES", "-X", USER["priv_key"]]
-
-
-def _compare(name: str, first: Sweep, ours: Sweep, theirs: Sweep) -> tuple[str, list[Goal]]:
-    rows = [[s.tool, fmt(s.wall_s), fmt(s.cpu_s), f"{s.agents_ok}/{AGENTS}", str(s.values)]
-            for s in (first, ours, theirs)]
-    text = f"{name}\n" + table(["sweep", "wall s", "CPU s", "agents read", "values"], rows)
-    complete = first.agents_ok == ours.agents_ok == AGENTS and ours.values == theirs.values
-    goals = [
-        Goal(f"{name}: sweep wall time", f"{ours.wall_s:.2f} s", f"{theirs.wall_s:.2f} s",
-             f"{theirs.wall_s / ours.wall_s:.1f}x faster" if ours.wall_s else "n/a",
-             complete and ours.wall_s <= theirs.wall_s),
-        Goal(f"{name}: sweep CPU", f"{ours.cpu_s:.2f} s", f"{theirs.cpu_s:.2f} s",
-             f"{theirs.cpu_s / ours.cpu_s:.1f}x less" if ours.cpu_s else "n/a",
-             complete and ours.cpu_s <= theirs.cpu_s),
-    ]
-    return text, goals
-
-
-def _start(argv: list[str], log: Path, env: dict | None = None, ready: bytes | None = None
-           ) -> subprocess.Popen:
-    with log.open("wb") as errors:
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors, env=env,
-                                   start_new_session=True)
-    if ready is not None:
-        line = process.stdout.readline()  # type: ignore[union-attr]
-        if ready not in line:
-            process.kill()
-            raise BenchError(f"{argv[:4]} did not start: {log.read_text()[-2000:]}")
-    return process
-
-
-def run() -> PartResult:
-    from collector.snmp import mib
-    from collector.snmp.poller import PROBE_SCALARS
-    from collector.snmp.router import COLUMNS as ROUTER_COLUMNS
-    from collector.snmp.settings import Agent
-    from collector.snmp.walk import Peer
-    from probes.snmp.values import CHECK_COLUMNS
-    from tests.snmp.netsnmp import ROUTER_COMMUNITY, snmpd_argv, snmpd_env
-
-    for program in ("snmpd", "snmpbulkwalk", "snmpget"):
-        if subprocess.run(["which", program], capture_output=True).returncode != 0:
-            raise BenchError(f"{program} is missing: apt-get install snmp snmpd")
+def run(seconds: float = 20.0) -> PartResult:
     result = PartResult("snmp")
+    listener = socket.create_server(("127.0.0.1", 0))
     processes: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory(prefix="uh-bench-snmp-") as tmp:
         workdir = Path(tmp)
         try:
-            ports = free_ports(2 * AGENTS)
-            probe_ports, router_ports = ports[:AGENTS], ports[AGENTS:]
-            env = {**os.environ, "PYTHONPATH": str(REPO)}
-            for i in range(0, AGENTS, PER_PROCESS):
-                these = ",".join(map(str, probe_ports[i:i + PER_PROCESS]))
-                processes.append(_start([PYTHON, "-m", "bench.bench_snmp", "agents", these,
-                                         str(workdir)], workdir / f"agents-{i}.log", env=env,
-                                        ready=b"ready"))
-                snmpd_dir = workdir / f"snmpd-{i}"
-                snmpd_dir.mkdir()
-                listen = [f"udp:127.0.0.1:{p}" for p in router_ports[i:i + PER_PROCESS]]
-                processes.append(_start(snmpd_argv(snmpd_dir, listen), snmpd_dir / "stderr.log",
-                                        env=snmpd_env(snmpd_dir)))
-            time.sleep(2)  # snmpd has no ready line: give it its start-up
-
-            columns = [mib.oid(c) for c in CHECK_COLUMNS]
-            scalars = [(*mib.oid(s), 0) for s in PROBE_SCALARS]
-
-            async def sweeps():
-                from pysnmp.entity.engine import SnmpEngine
-                engine = SnmpEngine()  # one engine for every agent, as in the collector
-                probe_peers = [Peer(engine, Agent(mission="FRA", address="127.0.0.1", port=p,
-                                                  user=USER, timeout_s=5, retries=1))
-                               for p in probe_ports]
-                router_peers = [Peer(engine, Agent(mission="FRA", address="127.0.0.1", port=p,
-                                                   community=ROUTER_COMMUNITY, timeout_s=5,
-                                                   retries=1))
-                                for p in router_ports]
-                # The first sweep discovers each v3 engine and the table sizes; the
-                # collector's later sweeps, every interval, are like the second.
-                return [await _ours(peers, cols, scal, label)
-                        for peers, cols, scal in ((probe_peers, columns, scalars),
-                                                  (router_peers, ROUTER_COLUMNS, []))
-                        for label in ("first sweep", "next sweeps")]
-
-            probes_first, probes_next, routers_first, routers_next = asyncio.run(sweeps())
-            dotted = ".".join
-            table_oid = dotted(map(str, mib.oid("unhCheckTable")))
-            probe_commands = []
-            for p in probe_ports:
-                probe_commands.append(["snmpbulkwalk", *_v3_args(), "-Cr24", "-On",
-                                       f"127.0.0.1:{p}", table_oid])
-                probe_commands.append(["snmpget", *_v3_args(), "-On", f"127.0.0.1:{p}",
-                                       *(dotted(map(str, s)) for s in scalars)])
-            theirs_probes = _netsnmp(probe_commands, AGENTS)
-            router_commands = [["snmpbulkwalk", "-v2c", "-c", ROUTER_COMMUNITY, "-Cr24", "-On",
-                                f"127.0.0.1:{p}", dotted(map(str, c))]
-                               for p in router_ports for c in ROUTER_COLUMNS]
-            theirs_routers = _netsnmp(router_commands, AGENTS)
+            trapd_port = _free_port(socket.SOCK_DGRAM)
+            trapd = start_snmptrapd(subprocess.Popen, workdir / "trapd",
+                                    f"127.0.0.1:{trapd_port}")
+            processes.append(trapd.process)
+            agent = f"127.0.0.1:{_free_port(socket.SOCK_DGRAM)}"
+            snmp = {"agent": {"listen": agent},
+                    "users": [{"name": USER, "auth_key": AUTH_KEY, "priv_key": PRIV_KEY}],
+                    "notify": [{"name": "trapd", "address": f"127.0.0.1:{trapd_port}",
+                                "user": USER}]}
+            port = listener.getsockname()[1]
+            probes = {"probe without SNMP": _config(workdir, "plain", port, None),
+                      "probe with SNMP agent": _config(workdir, "snmp", port, snmp)}
+            started = {}
+            for label, path in probes.items():
+                with (workdir / f"{path.stem}.log").open("w") as log:
+                    started[label] = subprocess.Popen(
+                        [PYTHON, "-m", "probes", "run", "-c", str(path)], stdout=log,
+                        stderr=subprocess.STDOUT)
+                processes.append(started[label])
+            time.sleep(WARMUP_S)
+            before = {label: proc_figures(p.pid) for label, p in started.items()}
+            walk_s, rows = [], 0
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                t = time.perf_counter()
+                done = subprocess.run([program("snmpwalk"), "-t", "2", *MIB_ARGS, "-OQs",
+                                       *v3(), agent, "UNHINDERED-MIB::unhinderedMIB"],
+                                      capture_output=True, text=True, timeout=30)
+                walk_s.append(time.perf_counter() - t)
+                if done.returncode != 0:
+                    raise BenchError(f"snmpwalk failed: {done.stderr}")
+                rows = done.stdout.count("unhCheckName.")
+                time.sleep(max(0.0, 1 - walk_s[-1]))
+            after = {label: proc_figures(p.pid) for label, p in started.items()}
+            received = trapd.received().count("UNHINDERED-MIB::checkUp")
         finally:
-            for process in processes:
-                process.kill()
-                process.wait(10)
-    for name, first, ours, theirs in (
-            ("250 probe agents, v3 authPriv", probes_first, probes_next, theirs_probes),
-            ("250 snmpd routers, v2c IF-MIB", routers_first, routers_next, theirs_routers)):
-        text, goals = _compare(name, first, ours, theirs)
-        result.text += text + "\n\n"
-        result.goals += goals
+            for p in processes:
+                p.terminate()
+            for p in processes:
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+            listener.close()
+    lines = []
+    for label in started:
+        a, b = after[label], before[label]
+        lines.append([label, fmt(a.rss_mib, 1), fmt(a.hwm_mib, 1),
+                      f"{a.anon_kib / 1024:.1f}+{a.file_kib / 1024:.1f}",
+                      fmt(a.cpu_s - b.cpu_s, 2)])
+    result.text = (
+        f"SNMP footprint: {CHECKS} TCP checks at 1 s on loopback, {len(walk_s)} snmpwalks "
+        f"(v3 authPriv) of {rows} rows over {seconds:.0f} s, median "
+        f"{statistics.median(walk_s) * 1000:.0f} ms each (net-snmp process start "
+        f"included); snmptrapd got {received} checkUp informs\n"
+        + table(["process", "RSS MiB", "RSS peak MiB", "anon+file MiB",
+                 f"CPU s in {seconds:.0f} s"], lines))
+    plain, with_snmp = after["probe without SNMP"], after["probe with SNMP agent"]
+    result.goals.append(Goal(
+        f"probe RSS <= {RSS_GOAL_MIB:.0f} MiB with the SNMP agent (peak)",
+        f"{with_snmp.hwm_mib:.1f} MiB", f"{RSS_GOAL_MIB:.0f} MiB",
+        f"{with_snmp.hwm_mib / RSS_GOAL_MIB:.2f}x", with_snmp.hwm_mib <= RSS_GOAL_MIB))
+    result.goals.append(Goal(
+        "RSS peak with SNMP vs the same probe without (no goal)",
+        f"{with_snmp.hwm_mib:.1f} MiB", f"{plain.hwm_mib:.1f} MiB",
+        f"{with_snmp.hwm_mib / plain.hwm_mib:.2f}x", None))
     return result
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["agents"]:
-        asyncio.run(serve_probe_agents([int(p) for p in sys.argv[2].split(",")],
-                                       Path(sys.argv[3])))

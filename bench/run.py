@@ -1,5 +1,6 @@
 """`python -m bench [rtt|footprint|sweep|ingest|render|snmp ...]`: runs the probe benchmarks
-(rtt, footprint, sweep) and the collector benchmarks (ingest, render, snmp), all by default, and
+(rtt, footprint, sweep), the collector benchmarks (ingest, render) and the SNMP ones
+(snmp: the probe agent's footprint, then the collector's poll sweep), all by default, and
 prints each part's table, then every goal with our figure, the reference and the ratio.
 """
 
@@ -15,7 +16,14 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bench import bench_collector, bench_footprint, bench_rtt, bench_snmp, bench_sweep
+from bench import (
+    bench_collector,
+    bench_footprint,
+    bench_rtt,
+    bench_snmp,
+    bench_snmp_sweep,
+    bench_sweep,
+)
 from bench.common import PartResult, table
 from tests.lab.netns import unavailable_reason
 
@@ -49,6 +57,13 @@ def load() -> str:
         return " ".join(loadavg.read().split()[:3])
 
 
+def _snmp() -> PartResult:
+    """The probe agent's footprint (bench_snmp), then the collector's poll sweep of 250
+    agents (bench_snmp_sweep), as one part."""
+    agent, sweep = bench_snmp.run(), bench_snmp_sweep.run()
+    return PartResult("snmp", agent.text + "\n" + sweep.text, agent.goals + sweep.goals)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("parts", nargs="*", metavar="PART",
@@ -80,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         "sweep": lambda: bench_sweep.run(repeats=args.repeats),
         "ingest": lambda: bench_collector.run_ingest(results=args.results),
         "render": lambda: bench_collector.run_render(scrapes=args.scrapes),
-        "snmp": bench_snmp.run,
+        "snmp": _snmp,
     }
     print(f"Unhindered probe benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print(f"machine: {machine()}; load average: {load()}")

@@ -4,9 +4,11 @@ the health of the local side, queues them in the outbox and pushes them."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import random
 import signal
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -176,14 +178,20 @@ class Probe:
     # --- the service ---
 
     async def _start_snmp(self) -> None:
-        # Imported here: pysnmp stays out of probes that do not use SNMP.
+        # Imported here: pysnmp stays out of probes that do not use SNMP. And the probe
+        # never compiles MIBs (setup.py does): pysnmp would import pysmi, with jinja2 and
+        # lark (~9 MiB), wherever it happens to be installed.
+        sys.modules.setdefault("pysmi", None)  # type: ignore[arg-type]
         from probes.snmp.service import SnmpService
         from probes.snmp.values import ProbeFacts
 
         assert self.config.snmp is not None
         facts = ProbeFacts(self.config.probe_id, self.config.mission, self.outbox.outbox_id,
                            self.started)
-        self.snmp = SnmpService(self.config.snmp, self.states, facts, self.outbox)
+        try:
+            self.snmp = SnmpService(self.config.snmp, self.states, facts, self.outbox)
+        except ValueError as exc:  # a key or community file whose content is refused
+            raise OSError(errno.EINVAL, f"snmp: {exc}") from exc
         self.metrics.snapshot.snmp = self.snmp
         await self.snmp.start()
 

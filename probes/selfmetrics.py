@@ -86,6 +86,8 @@ def _snmp_families(snmp) -> Iterator[Metric]:
     for reason, value in snmp.dropped():
         dropped.add_metric([reason], value)
     yield dropped
+    yield CounterMetricFamily("unhindered_probe_snmp_received_packets",
+                              "SNMP packets the probe's engine received.", value=snmp.received())
     if snmp.notifier is not None:
         sent = CounterMetricFamily(
             "unhindered_probe_snmp_notifications",

@@ -29,6 +29,7 @@ SNAPSHOT_S = 0.5
 # client socket must not be the agent's (bound perhaps to loopback only).
 AGENT_DOMAIN_SUFFIX = (1,)
 
+RECEIVE_BUFFER = 1 << 20
 Bindings = list[tuple[tuple[int, ...], object]]
 
 
@@ -91,6 +92,9 @@ def bind_socket(settings: AgentSettings) -> socket.socket:
     host, port = settings.address
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
+    # Room for bursts (a walk's retries, a flood) while the loop is busy with a round; the
+    # kernel caps it at net.core.rmem_max.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
     try:
         sock.bind((host, port))
     except OSError as exc:

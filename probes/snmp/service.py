@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from collections.abc import Iterator
 
@@ -24,6 +25,7 @@ from probes.snmp.values import Mib, ProbeFacts, check_row, probe_scalars
 log = logging.getLogger(__name__)
 OUTBOX_REFRESH_S = 2.0  # how fresh unhProbeOutboxDepth and the acknowledgement figures are
 NOTIFY_VIEW = (1, 3, 6)  # sysUpTime, snmpTrapOID and our objects
+DEBUG_VARIABLE = "UNHINDERED_SNMP_DEBUG"  # e.g. msgproc,secmod,app (pysnmp's categories)
 
 # Packets the engine refused, by reason: the engine's own counters (SNMPv2-MIB,
 # SNMP-MPD-MIB, SNMP-USER-BASED-SM-MIB), read by name. unknown_engine_id also counts the
@@ -52,11 +54,17 @@ class SnmpService:
         self.states = states
         self.facts = facts
         self.outbox = outbox
+        if os.environ.get(DEBUG_VARIABLE):  # pysnmp's own tracing, for diagnosis only
+            from pysnmp import debug
+
+            debug.set_logger(debug.Debug(*os.environ[DEBUG_VARIABLE].split(",")))
         engine_id = settings.engine_id
         self.engine = SnmpEngine(
             snmpEngineID=rfc1902.OctetString(hexValue=engine_id) if engine_id else None)
         self.mib = Mib(self.engine.get_mib_builder())
         self._add_principals()
+        self.undecodable = 0
+        self._guard_decoding()
         self.notifier: Notifier | None = None
         if settings.notify:
             self.notifier = Notifier(self.engine, self.mib, list(settings.notify),
@@ -85,6 +93,28 @@ class SnmpService:
                                  readSubTree=read,
                                  notifySubTree=NOTIFY_VIEW if notifies else ())
 
+    def _guard_decoding(self) -> None:
+        """Some malformed packets make pysnmp 7.1 with pyasn1 0.6 raise out of its decoder
+        (a TypeError, not the ProtocolError it handles): asyncio would log a traceback per
+        packet, so a stream of garbage would flood the log. They are dropped and counted
+        here instead (this engine only)."""
+        dispatcher = self.engine.message_dispatcher
+        receive = dispatcher.receive_message
+
+        def guarded(*args, **kwargs):
+            try:
+                return receive(*args, **kwargs)
+            except Exception as exc:
+                self.undecodable += 1
+                log.debug("dropped an SNMP packet pysnmp could not decode: %r", exc)
+                return b""
+
+        dispatcher.receive_message = guarded
+
+    def received(self) -> int:
+        (packets,) = self.engine.get_mib_builder().import_symbols("__SNMPv2-MIB", "snmpInPkts")
+        return int(packets.syntax)
+
     def bindings(self) -> list:
         bindings = self.mib.scalar_bindings(probe_scalars(self.facts, self.states))
         for entry in self.states.rows():
@@ -108,6 +138,7 @@ class SnmpService:
         for reason, (module, name) in DROP_COUNTERS.items():
             (counter,) = builder.import_symbols(module, name)
             yield reason, int(counter.syntax)
+        yield "undecodable", self.undecodable
 
     async def stop(self) -> None:
         if self._refresher is not None:

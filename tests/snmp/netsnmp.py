@@ -5,22 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from datetime import datetime
 from pathlib import Path
 
 from collector.snmp import mib
 from probes.snmp.values import date_and_time
 from tests.support import require_program
-
-AUTH_KEY = "fra-auth-passphrase"
-PRIV_KEY = "fra-priv-passphrase"
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def dotted(name: str, *instance: int) -> str:
@@ -44,11 +34,6 @@ def check_varbinds(probe_id: str, mission: str, check: str, state: int, reason: 
 
 def v2c(community: str) -> list[str]:
     return ["-v2c", "-c", community]
-
-
-def v3(user: str, auth: str = AUTH_KEY, priv: str = PRIV_KEY) -> list[str]:
-    return ["-v3", "-l", "authPriv", "-u", user, "-a", "SHA-256", "-A", auth, "-x", "AES",
-            "-X", priv]
 
 
 async def send(tool: str, security: list[str], port: int, notification: str,
