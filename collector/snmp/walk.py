@@ -95,9 +95,11 @@ class Peer:
             for oid, value in varbinds[:len(pending_scalars)]:
                 if tuple(oid) in scalars:
                     table.scalars[tuple(oid)] = value
-            repeated = varbinds[len(pending_scalars):]
+            repeated = varbinds[len(pending_scalars):] if live else []
             pending_scalars = []
             width = len(live)
+            if live and not repeated:
+                raise WalkError("the agent sent no values for the table")
             done: set[Oid] = set()
             for i, (oid, value) in enumerate(repeated):
                 column = live[i % width]
@@ -110,8 +112,8 @@ class Peer:
                     continue
                 cursors[column] = oid
                 table.rows.setdefault(oid[len(column):], {})[column] = value
-            if len(repeated) < width:  # an agent that sent nothing for some columns
-                done.update(live[len(repeated):])
+            # An agent may cut a response short (pysnmp's sends at most 64 values): the
+            # columns it left out are asked again from where they stand.
             for column in done:
                 cursors.pop(column, None)
         self.rows_seen = len(table.rows)
