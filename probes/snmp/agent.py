@@ -3,8 +3,9 @@ probe's live state (the check states, the outbox figures), read-only.
 
 Instead of pysnmp's MIB tree of instance objects, which would have to be kept in step with
 the checks, a small instrumentation controller answers from a sorted snapshot of the values,
-rebuilt from the live state at most every SNAPSHOT_S: a walk sees one consistent table, and
-the memory is one list of (OID, value) pairs."""
+rebuilt from the live state at most every SNAPSHOT_S: a request is answered from one
+moment, a walk costs one rebuild per SNAPSHOT_S rather than one per request, and the memory
+is one list of (OID, value) pairs."""
 
 from __future__ import annotations
 

@@ -144,10 +144,8 @@ def test_a_mib_error_fails_the_build(tmp_path):
     assert not (tmp_path / "out" / "UNHINDERED-MIB.py").exists()
 
 
-@pytest.mark.slow
-def test_a_wheel_carries_the_compiled_module(tmp_path):
-    """The build hook runs for a plain wheel build from a copy of the tree that has no
-    compiled module yet."""
+def source_tree(tmp_path: Path) -> Path:
+    """A copy of what a build reads, without any compiled module."""
     tree = tmp_path / "tree"
     tree.mkdir()
     for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
@@ -155,6 +153,14 @@ def test_a_wheel_carries_the_compiled_module(tmp_path):
     ignore = shutil.ignore_patterns("__pycache__", "UNHINDERED-MIB.py", "*.egg-info")
     for name in ("mibs", "probes", "collector"):
         shutil.copytree(ROOT / name, tree / name, ignore=ignore)
+    return tree
+
+
+@pytest.mark.slow
+def test_a_wheel_carries_the_compiled_module(tmp_path):
+    """The build hook runs for a plain wheel build from a copy of the tree that has no
+    compiled module yet."""
+    tree = source_tree(tmp_path)
     assert not (tree / "probes" / "snmp" / "mibs" / "UNHINDERED-MIB.py").exists()
     # In pip's isolated build environment, as a user's install does it: setuptools and
     # pysmi come from [build-system] requires.
@@ -166,3 +172,18 @@ def test_a_wheel_carries_the_compiled_module(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         compiled = archive.read("probes/snmp/mibs/UNHINDERED-MIB.py").decode()
     assert "checkDown" in compiled and "32473" in compiled
+
+
+
+@pytest.mark.slow
+def test_an_editable_install_compiles_it_into_the_tree(tmp_path):
+    tree = source_tree(tmp_path)
+    compiled = tree / "probes" / "snmp" / "mibs" / "UNHINDERED-MIB.py"
+    assert not compiled.exists()
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
+                           "install", "-q", "--no-deps", "-e", str(tree)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "checkDown" in compiled.read_text()

@@ -156,9 +156,10 @@ def moment(date_and_time: str) -> tuple[int, ...]:
     return tuple(int(x) for x in [*day.split("-"), *clock.replace(".", ":").split(":")])
 
 
-def assert_row_is_its_outbox_result(probe: RunningProbe, row: dict[str, str]) -> None:
+def is_its_outbox_result(probe: RunningProbe, row: dict[str, str]) -> bool:
+    """Whether the row shows exactly the result its unhCheckLastSeq names."""
     result = outbox_result(probe.outbox, int(row["unhCheckLastSeq"]))
-    assert {k: row[k] for k in expected_row(result)} == expected_row(result)
+    return {k: row[k] for k in expected_row(result)} == expected_row(result)
 
 
 def test_snmpwalk_v3_reads_the_probes_current_measurements(probe):
@@ -166,19 +167,23 @@ def test_snmpwalk_v3_reads_the_probes_current_measurements(probe):
         walk = probe.walk()
         table = rows(walk)
         done = len(table) == 3 and all(r["unhCheckState"] != "4" for r in table.values())
-        return walk if done else None
+        # A walk takes many requests, column after column, and may straddle a round that
+        # ends: then a row mixes two rounds. Walk again until one falls between rounds.
+        consistent = done and all(is_its_outbox_result(probe, r) for r in table.values())
+        # (The access scalar, read first, may likewise predate the rows.)
+        return walk if consistent and walk["unhProbeAccessState.0"] == "3" else None
 
-    walk = wait_for(measured_and_confirmed, 30, "every check measured and confirmed")
+    walk = wait_for(measured_and_confirmed, 30,
+                    "a walk showing every check measured, confirmed, as in the outbox")
     table = {r["unhCheckName"]: r for r in rows(walk).values()}
     for row in table.values():
-        assert_row_is_its_outbox_result(probe, row)
         assert moment(row["unhCheckLastChange"]) <= moment(row["unhCheckLastRound"])
     # The confirmed states: the open port and loopback up, the closed port down.
     assert {n: r["unhCheckState"] for n, r in table.items()} == {
         "open-port": "1", "closed-port": "3", "loopback": "1"}
     assert table["closed-port"]["unhCheckFailureReason"] == "refused"
     assert walk["unhProbeId.0"] == "loop-1" and walk["unhProbeMission.0"] == "TST"
-    assert walk["unhProbeAccessState.0"] == "3"  # worst of: the closed port
+    # (unhProbeAccessState is 3, down: the worst of the checks, the closed port.)
     assert walk["unhProbeLastAckTime.0"] == "1970-1-1,0:0:0.0,+0:0"
     # Nothing acknowledges the results (read from the outbox every 2 s).
     wait_for(lambda: int(probe.walk()["unhProbeOutboxDepth.0"]) > 0, 10, "an outbox depth")
@@ -188,16 +193,21 @@ def test_snmpwalk_v3_reads_the_probes_current_measurements(probe):
 def test_snmptable_v3_shows_the_same_table(probe):
     wait_for(lambda: all(r["unhCheckLastSeq"] != "0" for r in rows(probe.walk()).values()),
              30, "every check measured")
-    done = probe.snmp("snmptable", *v3(), "-Cf", "|", "-Ci", probe.agent,
-                      "UNHINDERED-MIB::unhCheckTable")
-    lines = [line for line in done.stdout.splitlines() if "|" in line]
-    header, *table = (line.split("|") for line in lines)
-    assert header[0] == "index" and "unhCheckRttMedian" in header
-    assert len(table) == 3
-    for values in table:
+
+    def table() -> list[dict[str, str]] | None:
+        done = probe.snmp("snmptable", *v3(), "-Cf", "|", "-Ci", probe.agent,
+                          "UNHINDERED-MIB::unhCheckTable")
+        lines = [line for line in done.stdout.splitlines() if "|" in line]
+        header, *values = (line.split("|") for line in lines)
+        assert header[0] == "index" and "unhCheckRttMedian" in header
         # snmptable keeps the type in front of each value (STRING: open-port).
-        row = {h: v.split(": ", 1)[-1] for h, v in zip(header, values, strict=True)}
-        assert_row_is_its_outbox_result(probe, row)
+        table = [{h: v.split(": ", 1)[-1] for h, v in zip(header, row, strict=True)}
+                 for row in values]
+        # GETBULK takes a few requests: as with the walk, one may straddle a round.
+        return table if all(is_its_outbox_result(probe, r) for r in table) else None
+
+    shown = wait_for(table, 30, "a table showing the outbox results")
+    assert sorted(r["unhCheckName"] for r in shown) == ["closed-port", "loopback", "open-port"]
 
 
 def test_v2c_needs_the_configured_community(probe):
