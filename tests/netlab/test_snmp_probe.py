@@ -8,7 +8,10 @@ collector records `down` from the measured time of the change, then `up` on chec
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import time
+from datetime import datetime
 
 import pytest
 
@@ -39,6 +42,18 @@ def intervals(collector: Collector, mission: str, check: str) -> list:
         return [(r.started_at, r.state, r.cause) for r in store.intervals(mission, check)]
     finally:
         store.close()
+
+
+def failed_confirmations(probe: Probe, since: float) -> int:
+    """Failed confirmation rounds started after `since`, from the probe's outbox (a probe
+    whose HTTP push leads nowhere keeps every result there)."""
+    db = sqlite3.connect(probe.outbox_path)
+    try:
+        bodies = [json.loads(b) for (b,) in db.execute("SELECT body FROM outbox")]
+    finally:
+        db.close()
+    return sum(1 for m in bodies if m["confirmation"] and not m["ok"]
+               and datetime.fromisoformat(m["started_at"]).timestamp() > since)
 
 
 def test_polled_and_pushed_once_and_an_snmp_only_mission(lab, tmp_path):
@@ -77,8 +92,10 @@ def test_polled_and_pushed_once_and_an_snmp_only_mission(lab, tmp_path):
              == ["up"], 60, "KEN up from a checkUp")
     cut_at = time.time()
     lab.cut(ken)
-    # The probe confirms the failure in about 2 s; its inform is retried until the cut ends.
-    time.sleep(5)
+    # Once the probe has confirmed the failure its inform is retried until the cut ends.
+    wait_for(lambda: failed_confirmations(ken_probe, cut_at) >= 2, 30,
+             "KEN's probe to confirm the failure")
+    time.sleep(2)  # the inform goes out into the cut at least once
     lab.restore(ken)
     restored_at = time.time()
     history = wait_for(
