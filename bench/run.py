@@ -1,6 +1,7 @@
-"""`python -m bench [rtt|footprint|sweep|ingest|render|report ...]`: runs the probe
-benchmarks (rtt, footprint, sweep) and the collector benchmarks (ingest, render), all by
-default (the yearly report's, report, only when named), and
+"""`python -m bench [rtt|footprint|sweep|ingest|render|snmp|alerts|report ...]`: runs the
+probe benchmarks (rtt, footprint, sweep), the collector benchmarks (ingest, render), the
+SNMP ones (snmp: the probe agent's footprint, then the collector's poll sweep) and
+alerts' cut-to-e-mail, all by default (the yearly report's, report, only when named), and
 prints each part's table, then every goal with our figure, the reference and the ratio.
 """
 
@@ -22,12 +23,14 @@ from bench import (
     bench_footprint,
     bench_report,
     bench_rtt,
+    bench_snmp,
+    bench_snmp_sweep,
     bench_sweep,
 )
 from bench.common import PartResult, table
 from tests.lab.netns import unavailable_reason
 
-PARTS = ("rtt", "footprint", "sweep", "ingest", "render", "alerts", "report")
+PARTS = ("rtt", "footprint", "sweep", "ingest", "render", "snmp", "alerts", "report")
 ON_DEMAND = ("report",)  # about 11 minutes: only when named
 LAB_PARTS = ("rtt", "footprint", "sweep", "alerts")  # these build a network lab: root, ip, nft
 
@@ -56,6 +59,13 @@ def load() -> str:
     """The load average: other work on the machine skews CPU and timing figures."""
     with open("/proc/loadavg") as loadavg:
         return " ".join(loadavg.read().split()[:3])
+
+
+def _snmp() -> PartResult:
+    """The probe agent's footprint (bench_snmp), then the collector's poll sweep of 250
+    agents (bench_snmp_sweep), as one part."""
+    agent, sweep = bench_snmp.run(), bench_snmp_sweep.run()
+    return PartResult("snmp", agent.text + "\n" + sweep.text, agent.goals + sweep.goals)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "render": lambda: bench_collector.run_render(scrapes=args.scrapes),
         "alerts": lambda: bench_alerts.run(cuts=args.cuts),
         "report": lambda: bench_report.run(missions=args.missions),
+        "snmp": _snmp,
     }
     print(f"Unhindered probe benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print(f"machine: {machine()}; load average: {load()}")

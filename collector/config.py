@@ -17,6 +17,7 @@ from pydantic import (
 from collector.hysteresis import Policy
 from collector.inventory import Inventory, default_inventory, load_inventory
 from collector.maintenance import TimeZoneName
+from collector.snmp.settings import SnmpSettings
 from probes.configfile import load_model, resolve_path
 from probes.logsetup import LoggingSettings
 
@@ -134,6 +135,7 @@ class CollectorConfig(_Section):
     ingest: IngestSettings = IngestSettings()
     logging: LoggingSettings = LoggingSettings()
     alerting: AlertingSettings = AlertingSettings()
+    snmp: SnmpSettings = SnmpSettings()
 
 
     @field_validator("checks_file", "inventory")

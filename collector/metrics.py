@@ -268,7 +268,7 @@ class RenderedMetrics:
     """
 
     def __init__(self, metrics: Metrics, refresh_s: float = 1.0, max_age_s: float = 2.0,
-                 keep_warm_s: float = 300.0, unchanged_s: float = 10.0) -> None:
+                 keep_warm_s: float = 300.0, unchanged_s: float = 5.0) -> None:
         self.metrics = metrics
         self.refresh_s, self.max_age_s, self.keep_warm_s = refresh_s, max_age_s, keep_warm_s
         self.unchanged_s = unchanged_s

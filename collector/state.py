@@ -74,6 +74,15 @@ class FleetState:
         check.last_local_ok = m.local_ok
         check.figures_model = m.figures
 
+    def note_check(self, mission: str, check_id: str, kind: str, target: str,
+                   probe_id: str, group: str = "internet") -> None:
+        """Makes a check known before any round of it is stored (an SNMP notification
+        about it), so that /metrics shows its state."""
+        if (mission, check_id) not in self.checks:
+            self.checks[(mission, check_id)] = CheckState(
+                mission=mission, check_id=check_id, kind=kind, group=group,
+                target=target, probe_id=probe_id)
+
     def note_report(self, probe_id: str, mission: str, results: int, backlog: int | None,
                     at: float | None = None) -> None:
         self.changes += 1

@@ -222,6 +222,13 @@ class Store:
             ).order_by(probes.c.mission, probes.c.probe_id))
             return [ProbeRecord(*row) for row in rows]
 
+    def probe(self, probe_id: str) -> ProbeRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(
+                probes.c.probe_id, probes.c.mission, probes.c.created_at, probes.c.revoked_at
+            ).where(probes.c.probe_id == probe_id)).first()
+        return None if row is None else ProbeRecord(*row)
+
     def probe_for_token(self, token: str) -> ProbeRecord | None:
         """The active probe this token belongs to, or None (unknown or revoked)."""
         with self.engine.connect() as conn:

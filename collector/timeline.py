@@ -122,6 +122,31 @@ class Timelines:
             self._combine(mission, since)
         return set(changed)
 
+    @_one_transaction
+    def confirm(self, mission: str, check_id: str, group: str | None, time: float,
+                state: str, cause: str) -> bool:
+        """A state change the probe itself confirmed (an SNMP checkDown or checkUp,
+        docs/states.md): the check takes `state` from `time` on, without waiting for
+        rounds. Returns False when it changes nothing (same state, or older than the
+        current period)."""
+        key = (mission, check_id)
+        machine = self.machines.get(key)
+        if machine is None:
+            machine = self.machines[key] = Machine(self.policy_for(mission))
+        self.groups.setdefault(key, group or "internet")
+        if machine.state == state or (machine.since is not None and time < machine.since):
+            return False
+        # The rounds before the probe's decision are behind it: start the window afresh.
+        machine.window.clear()
+        if machine.last_time is not None:
+            # Silence is judged from the newest evidence; a check known only from
+            # notifications (no rounds) is never silent: it reports changes only.
+            machine.last_time = max(machine.last_time, time)
+        machine.state, machine.since = state, time
+        self._persist(key, [Transition(time, state, cause)])
+        self._combine(mission, time)
+        return True
+
     # --- one check ---
 
     def _persist(self, key: tuple[str, str], transitions: list[Transition]) -> float | None:

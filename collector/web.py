@@ -39,6 +39,7 @@ INVENTORY = web.AppKey("inventory", Inventory)
 CENTRAL = web.AppKey("central", object)
 EXPOSITION = web.AppKey("exposition", RenderedMetrics)
 BACKGROUND = web.AppKey("background", list)
+SNMP = web.AppKey("snmp", object)
 
 SILENCE_CHECK_S = 2.0
 ROLLUP_PERIOD_S = 30.0
@@ -61,9 +62,13 @@ def _error(status: int, reason: str, details: list | None = None) -> web.Respons
 
 
 async def _db(request: web.Request, fn, *args):
+    return await in_db(request.app, fn, *args)
+
+
+async def in_db(app: web.Application, fn, *args):
     # One thread owns the database: SQLite wants a single writer, and the event loop
     # must never wait on a disk flush.
-    return await asyncio.get_running_loop().run_in_executor(request.app[DB_THREAD], fn, *args)
+    return await asyncio.get_running_loop().run_in_executor(app[DB_THREAD], fn, *args)
 
 
 async def ingest(request: web.Request) -> web.Response:
@@ -158,19 +163,26 @@ async def _ingest(request: web.Request) -> web.Response:
         raise Refusal(422, f"measurement time is in the future for seqs {future[:10]}: "
                            "check the probe's clock (NTP)")
 
-    new, duplicates = await _db(request, request.app[STORE].store_batch, batch, time.time())
+    new, duplicates = await store_results(request.app, batch)
+    ack = Ack(acked_through=batch.measurements[-1].seq, stored=len(new), duplicates=duplicates)
+    return web.json_response(ack.model_dump())
+
+
+async def store_results(app: web.Application, batch: Batch) -> tuple[list, int]:
+    """Stores a batch's new results (those whose (probe, outbox, seq) is not stored yet)
+    and folds them into the states: HTTP pushes and SNMP polls both come through here."""
+    new, duplicates = await in_db(app, app[STORE].store_batch, batch, time.time())
     # Acknowledged from here on: the results are committed. States follow from them.
-    state = request.app[STATE]
+    state = app[STATE]
     for m in new:
         state.apply(m)
     if new:
-        await _db(request, request.app[TIMELINES].apply, new)
-    state.note_report(probe.probe_id, probe.mission, len(new), batch.backlog)
-    metrics = request.app[METRICS]
+        await in_db(app, app[TIMELINES].apply, new)
+    state.note_report(batch.probe_id, batch.mission, len(new), batch.backlog)
+    metrics = app[METRICS]
     metrics.ingest_results.labels(outcome="stored").inc(len(new))
     metrics.ingest_results.labels(outcome="duplicate").inc(duplicates)
-    ack = Ack(acked_through=batch.measurements[-1].seq, stored=len(new), duplicates=duplicates)
-    return web.json_response(ack.model_dump())
+    return new, duplicates
 
 
 async def enroll(request: web.Request) -> web.Response:
@@ -277,11 +289,17 @@ def create_app(config: CollectorConfig, store: Store) -> web.Application:
                                       lambda: rollups.prune(time.time(), retention_s,
                                                            minute_retention_s))),
         ]
+        if config.snmp.enabled:
+            from collector.snmp.service import SnmpService  # pysnmp loads only when used
+            app[SNMP] = SnmpService(config.snmp, app)
+            await app[SNMP].start()
 
     async def cleanup(app: web.Application) -> None:
         for task in app[BACKGROUND]:
             task.cancel()
         app[METRICS].runtime.stop()
+        if SNMP in app:
+            await app[SNMP].stop()
         app[EXPOSITION].close()
         if pusher is not None:
             pusher.close()

@@ -4,9 +4,11 @@ the health of the local side, queues them in the outbox and pushes them."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import random
 import signal
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +19,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from probes import config as probe_config
 from probes.central import CentralChecks, merge
 from probes.checks import CheckBase, icmp
+from probes.checkstate import CheckStates
 from probes.config import ProbeConfig
 from probes.configfile import ConfigError
 from probes.enroll import credential
@@ -45,6 +48,9 @@ class Probe:
         self._last_ok: dict[str, bool] = {}
         self._local_run: asyncio.Future | None = None
         self._local_run_started = 0.0
+        self.states = CheckStates()  # newest rounds and confirmed states (SNMP reads them)
+        self.started = time.monotonic()
+        self.snmp = None  # probes.snmp.service.SnmpService when configured
 
     # --- rounds ---
 
@@ -78,6 +84,7 @@ class Probe:
 
     async def _record(self, m: AnyMeasurement) -> None:
         seq = await self.outbox.append(m)
+        self.states.measured(m, seq)
         log.debug("check %s: ok=%s reason=%s confirmation=%s seq=%d", m.check_id, m.ok,
                   m.reason, m.confirmation, seq)
         self.pusher.wake()
@@ -90,9 +97,11 @@ class Probe:
         self._last_ok[check.id] = m.ok
         changed = (not m.ok) if previous is None else (m.ok != previous)
         if not changed:
+            self.states.confirmed(m, m.started_at)
             return
         # The outcome changed: confirm it within seconds instead of waiting a whole
         # interval, so the collector can change state quickly and only when it is real.
+        newest = m
         for _ in range(check.confirm_count):
             await asyncio.sleep(check.confirm_interval_s)
             self.metrics.confirmations.labels(check.id).inc()
@@ -101,6 +110,9 @@ class Probe:
             self._last_ok[check.id] = again.ok
             if again.ok != m.ok:
                 break
+            newest = again
+        else:  # every confirmation round agreed: the change is confirmed
+            self.states.confirmed(newest, m.started_at)
 
     async def _refresh_metrics(self) -> None:
         while self.config.metrics is not None:
@@ -123,6 +135,7 @@ class Probe:
 
     def schedule(self) -> None:
         now = datetime.now(UTC)
+        self.states.configure(self._all_checks())
         for check in self._all_checks():
             # A random start spreads the rounds so checks and probes do not fire together.
             offset = timedelta(seconds=random.uniform(0, min(check.interval_s, 10)))
@@ -150,8 +163,9 @@ class Probe:
             self.metrics.reloads.labels("refused").inc()
             log.error("config reload refused, the running configuration stays: %s", exc)
             return False
-        if new.icmp != self.config.icmp or new.metrics != self.config.metrics:
-            log.warning("the icmp and metrics sections take effect at the next restart")
+        if (new.icmp, new.metrics, new.snmp) != (self.config.icmp, self.config.metrics,
+                                                   self.config.snmp):
+            log.warning("the icmp, metrics and snmp sections take effect at the next restart")
         self.config = new
         self.pusher.reconfigure(new.collector, token)
         self.local = LocalContext(new.local)
@@ -162,6 +176,24 @@ class Probe:
         return True
 
     # --- the service ---
+
+    async def _start_snmp(self) -> None:
+        # Imported here: pysnmp stays out of probes that do not use SNMP. And the probe
+        # never compiles MIBs (setup.py does): pysnmp would import pysmi, with jinja2 and
+        # lark (~9 MiB), wherever it happens to be installed.
+        sys.modules.setdefault("pysmi", None)  # type: ignore[arg-type]
+        from probes.snmp.service import SnmpService
+        from probes.snmp.values import ProbeFacts
+
+        assert self.config.snmp is not None
+        facts = ProbeFacts(self.config.probe_id, self.config.mission, self.outbox.outbox_id,
+                           self.started)
+        try:
+            self.snmp = SnmpService(self.config.snmp, self.states, facts, self.outbox)
+        except ValueError as exc:  # a key or community file whose content is refused
+            raise OSError(errno.EINVAL, f"snmp: {exc}") from exc
+        self.metrics.snapshot.snmp = self.snmp
+        await self.snmp.start()
 
     async def run(self) -> None:
         self.pusher.token = await credential(self.config)
@@ -176,6 +208,8 @@ class Probe:
             await self.metrics.refresh(self)
             stop_metrics = self.metrics.serve(self.config.metrics.host,
                                               self.config.metrics.port)
+        if self.config.snmp is not None:
+            await self._start_snmp()
         self.schedule()
         self.scheduler.start()
         pusher = asyncio.create_task(self.pusher.run(), name="http-push")
@@ -195,6 +229,8 @@ class Probe:
         self.pusher.transport.close()
         if stop_metrics is not None:
             stop_metrics()
+        if self.snmp is not None:
+            await self.snmp.stop()
         if pusher.done() and not pusher.cancelled() and pusher.exception():
             raise pusher.exception()  # type: ignore[misc]
         icmp.engine().close()

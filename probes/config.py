@@ -23,6 +23,7 @@ from probes.configfile import load_model, resolve_path
 from probes.local import GATEWAY_CHECK_ID, RESOLVER_CHECK_ID, LocalSettings
 from probes.logsetup import LoggingSettings
 from probes.measurement import Identifier, MissionCode
+from probes.snmp.settings import SnmpSettings
 
 
 class _Section(BaseModel):
@@ -109,6 +110,7 @@ class ProbeConfig(_Section):
     local: LocalSettings = LocalSettings()
     metrics: MetricsSettings | None = None
     logging: LoggingSettings = LoggingSettings()
+    snmp: SnmpSettings | None = None  # the SNMP agent and notifications (docs/snmp.md)
 
     @field_validator("outbox")
     @classmethod

@@ -51,7 +51,9 @@ def _describe(error: dict, root: yaml.Node | None) -> str:
     where = f"line {node.start_mark.line + 1}: " if node is not None else ""
     message = error["msg"].removeprefix("Value error, ")
     given = ""
-    if error["type"] not in ("missing", "extra_forbidden") and "input" in error:
+    # Only plain values are echoed: a section's mapping says little, and may hold secrets.
+    if error["type"] not in ("missing", "extra_forbidden") and not isinstance(
+            error.get("input", {}), dict | list):
         shown = repr(error["input"])
         given = f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
     if error["type"] == "extra_forbidden":

@@ -64,12 +64,18 @@ class IcmpFigures(_Strict):
     # with this round's consecutive replies. None until two replies have been seen.
     jitter_s: Seconds | None = None
     samples_s: list[Seconds] = Field(default_factory=list, max_length=10_000)
+    # True for figures read back from a probe's SNMP agent (docs/snmp-collector.md): they carry
+    # min/median/max and loss in per-mille, but no samples and no mean.
+    projected: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> IcmpFigures:
         if self.received > self.sent:
             raise ValueError(f"received ({self.received}) exceeds sent ({self.sent})")
-        if len(self.samples_s) != self.received:
+        if self.projected:
+            if self.samples_s:
+                raise ValueError("projected figures carry no samples")
+        elif len(self.samples_s) != self.received:
             raise ValueError(
                 f"{len(self.samples_s)} samples for {self.received} received packets"
             )
@@ -77,7 +83,8 @@ class IcmpFigures(_Strict):
         expected_loss = (self.sent - self.received) / self.sent if self.sent else 1.0
         if abs(self.loss_ratio - expected_loss) > 1e-6:
             raise ValueError(f"loss_ratio {self.loss_ratio} does not match sent/received")
-        stats = (self.rtt_min_s, self.rtt_median_s, self.rtt_mean_s, self.rtt_max_s)
+        stats = (self.rtt_min_s, self.rtt_median_s, self.rtt_max_s,
+                 *(() if self.projected else (self.rtt_mean_s,)))
         if self.received and any(s is None for s in stats):
             raise ValueError("RTT statistics are required when packets were received")
         if not self.received and any(s is not None for s in stats):

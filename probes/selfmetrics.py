@@ -31,6 +31,7 @@ class _Snapshot(Collector):
         self.pusher = pusher
         self.outbox: OutboxStats | None = None
         self.engine: icmp.IcmpEngine | None = None
+        self.snmp = None  # probes.snmp.service.SnmpService, when configured
 
     def describe(self) -> list[Metric]:
         return []
@@ -73,6 +74,28 @@ class _Snapshot(Collector):
                 ("errors", counters.errors, "ICMP errors matched to our requests."),
             ):
                 yield CounterMetricFamily(f"unhindered_probe_icmp_{name}", text, value=value)
+        if self.snmp is not None:
+            yield from _snmp_families(self.snmp)
+
+
+def _snmp_families(snmp) -> Iterator[Metric]:
+    dropped = CounterMetricFamily(
+        "unhindered_probe_snmp_dropped_packets",
+        "SNMP packets the probe's engine refused, by reason (unknown_engine_id also counts "
+        "managers' engine discovery).", labels=["reason"])
+    for reason, value in snmp.dropped():
+        dropped.add_metric([reason], value)
+    yield dropped
+    yield CounterMetricFamily("unhindered_probe_snmp_received_packets",
+                              "SNMP packets the probe's engine received.", value=snmp.received())
+    if snmp.notifier is not None:
+        sent = CounterMetricFamily(
+            "unhindered_probe_snmp_notifications",
+            "Notifications by target, name and result (acknowledged, failed; sent for traps).",
+            labels=["target", "notification", "result"])
+        for (target, name, result), value in sorted(snmp.notifier.outcomes.items()):
+            sent.add_metric([target, name, result], value)
+        yield sent
 
 
 class ProbeMetrics:

@@ -115,6 +115,7 @@ class Probe:
         checks: list[dict],
         local: dict | None = None,
         metrics: str | None = None,
+        snmp: dict | None = None,
         **collector_settings,
     ) -> None:
         self.lab = lab
@@ -143,6 +144,7 @@ class Probe:
                     # Always explicit: "auto" would read the host's resolver, outside the lab.
                     "local": local or {"gateway": "none", "resolver": "none"},
                     **({"metrics": {"listen": metrics}} if metrics else {}),
+                    **({"snmp": snmp} if snmp else {}),
                     "logging": {"level": "DEBUG"},
                 }
             )

@@ -1,0 +1,133 @@
+"""The collector's SNMP side, started and stopped with the web app: one engine, the
+notification receiver, the probe and router pollers, and their series on /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+
+from aiohttp import web
+from pysnmp.carrier.asyncio.dgram import udp, udp6
+from pysnmp.entity import config
+from pysnmp.entity.engine import SnmpEngine
+
+from collector import web as collector_web
+from collector.snmp.engine import Drops
+from collector.snmp.exporter import SnmpExporter
+from collector.snmp.poller import ProbePoller
+from collector.snmp.receiver import CHECK_NOTIFICATIONS, Notification, Receiver
+from collector.snmp.router import RouterPoller, RouterReading
+from collector.snmp.settings import SnmpSettings
+from collector.snmp.walk import Peer
+from probes.snmp.agent import bind_socket
+from probes.snmp.settings import AgentSettings
+
+log = logging.getLogger(__name__)
+
+
+class SnmpService:
+    def __init__(self, settings: SnmpSettings, app: web.Application) -> None:
+        self.settings = settings
+        self.app = app
+        self.engine = SnmpEngine()
+        self.drops = Drops(self.engine)
+        self.readings: dict[tuple[str, str], RouterReading] = {}
+        self.exporter = SnmpExporter(self.drops, self.readings)
+        self.receiver: Receiver | None = None
+        self.tasks: list[asyncio.Task] = []
+        self.pending: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        settings = self.settings
+        self.app[collector_web.METRICS].registry.register(self.exporter)
+        if settings.receiver is not None:
+            receiver = settings.receiver
+            # Bound here, so that a port in use stops the start with a clear error
+            # (pysnmp would bind later, inside the loop, and only log it).
+            host = f"[{receiver.host}]" if ":" in receiver.host else receiver.host
+            sock = bind_socket(AgentSettings(listen=f"{host}:{receiver.port}"))
+            if sock.family == socket.AF_INET6:
+                domain, transport = udp6.DOMAIN_NAME, udp6.Udp6AsyncioTransport()
+            else:
+                domain, transport = udp.DOMAIN_NAME, udp.UdpAsyncioTransport()
+            config.add_transport(self.engine, domain, transport.open_server_mode(sock=sock))
+            self.receiver = Receiver(self.engine, receiver, self.drops, self._deliver)
+            log.info("receiving SNMP notifications on %s port %d", receiver.host,
+                     sock.getsockname()[1])
+        for agent in settings.probes:
+            poller = ProbePoller(Peer(self.engine, agent), agent.probe_id, self._store,
+                                 self._counting("probe"))
+            self.tasks.append(asyncio.create_task(poller.run()))
+        for router in settings.routers:
+            poller = RouterPoller(Peer(self.engine, router), self.readings,
+                                  self._counting("router"))
+            self.tasks.append(asyncio.create_task(poller.run()))
+
+    async def stop(self) -> None:
+        for task in [*self.tasks, *self.pending]:
+            task.cancel()
+        await asyncio.gather(*self.tasks, *self.pending, return_exceptions=True)
+        if self.receiver is not None:
+            self.receiver.close()
+        self.engine.close_dispatcher()
+        self.app[collector_web.METRICS].registry.unregister(self.exporter)
+
+    def _counting(self, kind: str):
+        def outcome(result: str) -> None:
+            self.exporter.polls[(kind, result)] += 1
+        return outcome
+
+    async def _store(self, batch):
+        return await collector_web.store_results(self.app, batch)
+
+    # --- notifications ---
+
+    def _deliver(self, notification: Notification) -> None:
+        # Called inside the engine's datagram callback: the database work goes to a task.
+        task = asyncio.get_running_loop().create_task(self._apply(notification))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    async def _apply(self, n: Notification) -> None:
+        app = self.app
+        try:
+            probe = await collector_web.in_db(app, app[collector_web.STORE].probe, n.probe_id)
+            horizon = time.time() + app[collector_web.CONFIG].ingest.max_future_s
+            if n.changed_at.timestamp() > horizon:
+                self.drops["malformed"] += 1
+                log.warning("dropped %s from %s: its time %s is in the future (check the "
+                            "probe's clock)", n.name, n.source, n.changed_at.isoformat())
+                return
+            if probe is None or probe.revoked_at is not None or probe.mission != n.mission:
+                self.drops["unknown_probe"] += 1
+                log.warning("dropped %s from %s: probe %s of mission %s is not registered "
+                            "(unhindered-collector probes add) or revoked", n.name, n.source,
+                            n.probe_id, n.mission)
+                return
+            self.exporter.received[n.name] += 1
+            if n.name not in CHECK_NOTIFICATIONS:
+                log.info("probe %s of %s: %s (access %s since %s)", n.probe_id, n.mission,
+                         n.name, n.values["unhProbeAccessState"], n.changed_at.isoformat())
+                return
+            await self._apply_check(n)
+        except Exception:
+            log.exception("applying %s from %s failed", n.name, n.source)
+
+    async def _apply_check(self, n: Notification) -> None:
+        app = self.app
+        check_id = str(n.values["unhCheckName"])
+        state = str(n.values["unhCheckState"])
+        reason = n.values["unhCheckFailureReason"]
+        cause = f"snmp {n.name}" + (f" ({reason})" if reason else "")
+        timelines = app[collector_web.TIMELINES]
+        group = timelines.groups.get((n.mission, check_id))
+        app[collector_web.STATE].note_check(
+            n.mission, check_id, str(n.values["unhCheckKind"]),
+            str(n.values["unhCheckTarget"]), n.probe_id, group or "internet")
+        changed = await collector_web.in_db(
+            app, timelines.confirm, n.mission, check_id, group, n.changed_at.timestamp(),
+            state, cause)
+        log.info("probe %s of %s: %s %s -> %s at %s%s", n.probe_id, n.mission, n.name,
+                 check_id, state, n.changed_at.isoformat(), "" if changed else " (no change)")
