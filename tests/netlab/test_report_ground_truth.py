@@ -35,6 +35,10 @@ GAP_S = 5  # up between cuts
 INTERVAL_S = 1.0
 CONFIRM = 2 * (0.5 + 0.5)  # confirmation rounds: interval plus timeout each
 TOLERANCE_S = INTERVAL_S + CONFIRM
+# Where an outage starts and ends also depends on when the probe's rounds actually ran: on
+# a loaded machine (CI on 2 cores) they start late, by up to a second seen here. The
+# durations, which the report quotes, are held to TOLERANCE_S alone.
+SCHEDULING_S = 1.0
 
 
 def test_the_reported_outages_match_the_cuts(lab, tmp_path):
@@ -82,7 +86,8 @@ def test_the_reported_outages_match_the_cuts(lab, tmp_path):
         for outage, (began, ended) in zip(outages, cuts, strict=True):
             assert abs(outage.counted_s - (ended - began)) <= TOLERANCE_S, (outage, began,
                                                                            ended)
-            assert -0.5 <= outage.start - began <= TOLERANCE_S, (outage, began)
-            assert -0.5 <= outage.end - ended <= TOLERANCE_S + INTERVAL_S, (outage, ended)
+            assert -0.5 <= outage.start - began <= TOLERANCE_S + SCHEDULING_S, (outage, began)
+            assert -0.5 <= outage.end - ended <= TOLERANCE_S + INTERVAL_S + SCHEDULING_S, \
+                (outage, ended)
         # No unknown left: the backfill replaced every silence with what was measured.
         assert figures.seconds["unknown"] == 0
