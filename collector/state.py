@@ -79,6 +79,7 @@ class FleetState:
         """Makes a check known before any round of it is stored (an SNMP notification
         about it), so that /metrics shows its state."""
         if (mission, check_id) not in self.checks:
+            self.changes += 1
             self.checks[(mission, check_id)] = CheckState(
                 mission=mission, check_id=check_id, kind=kind, group=group,
                 target=target, probe_id=probe_id)
