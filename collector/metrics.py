@@ -19,7 +19,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from collector.metrics_access import render_mission_access
+from collector.metrics_access import AccessSeconds, render_mission_access
 from collector.mission_info import mission_info_exposition
 from collector.runtime import RuntimeMetrics
 from collector.state import STATES, CheckState, FleetState
@@ -179,8 +179,7 @@ class CheckLines:
         return tuple(lines)
 
 
-def render_fleet(state: FleetState, timelines: Timelines, check_lines: CheckLines,
-                 inventory=None) -> str:
+def render_fleet(state: FleetState, timelines: Timelines, check_lines: CheckLines) -> str:
     """The fleet's series as Prometheus text (format 0.0.4).
 
     Written directly rather than through prometheus-client's metric families: with
@@ -220,9 +219,7 @@ def render_fleet(state: FleetState, timelines: Timelines, check_lines: CheckLine
             access_up.add(f'mission="{mission}"', 1 if current == "up" else 0)
 
     families = [report, backlog, access, access_up, access_since]
-    return ("".join(out) + "".join("\n".join(f.lines) + "\n" for f in families)
-            + render_mission_access(timelines)
-            + mission_info_exposition(inventory))
+    return "".join(out) + "".join("\n".join(f.lines) + "\n" for f in families)
 
 
 class Metrics:
@@ -232,8 +229,12 @@ class Metrics:
         disable_created_metrics()  # _created series double the counters for no use here
         self.state = state
         self.timelines = timelines
-        self.inventory = inventory
         self.check_lines = CheckLines()
+        # The SLO counters follow the timelines' access changes; maintenance kept apart.
+        self.access_seconds = AccessSeconds(inventory.schedule if inventory is not None
+                                            else None)
+        timelines.observers.append(self.access_seconds.observe)
+        self.mission_info = mission_info_exposition(inventory)  # the inventory is fixed
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         self.ingest_requests = Counter(
@@ -249,9 +250,10 @@ class Metrics:
         return self.state.changes, self.timelines.changes
 
     def render(self) -> bytes:
-        return (render_fleet(self.state, self.timelines, self.check_lines,
-                             self.inventory).encode()
-                + generate_latest(self.registry))
+        fleet = (render_fleet(self.state, self.timelines, self.check_lines)
+                 + render_mission_access(self.timelines, self.access_seconds)
+                 + self.mission_info)
+        return fleet.encode() + generate_latest(self.registry)
 
 
 class RenderedMetrics:

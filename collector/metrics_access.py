@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 from collections.abc import Callable
 
 from collector.maintenance import Schedule
@@ -83,21 +82,6 @@ class AccessSeconds:
         return "\n".join(lines) + "\n"
 
 
-_BY_TIMELINES: weakref.WeakKeyDictionary[Timelines, AccessSeconds] = weakref.WeakKeyDictionary()
-
-
-def access_seconds(timelines: Timelines,
-                   schedule_for: Callable[[str], Schedule] | None = None) -> AccessSeconds:
-    """The counters kept for `timelines`, created and subscribed on first use."""
-    counters = _BY_TIMELINES.get(timelines)
-    if counters is None:
-        counters = _BY_TIMELINES[timelines] = AccessSeconds(schedule_for)
-        timelines.observers.append(counters.observe)
-    elif schedule_for is not None:
-        counters.schedule_for = schedule_for
-    return counters
-
-
 def _thresholds(timelines: Timelines) -> str:
     """The loss and RTT thresholds each mission's checks are judged by (the inventory's,
     else the collector's), so that alert texts can show them next to the figures."""
@@ -118,6 +102,6 @@ def _thresholds(timelines: Timelines) -> str:
     return "\n".join(loss) + "\n" + "\n".join(rtt) + "\n"
 
 
-def render_mission_access(timelines: Timelines) -> str:
+def render_mission_access(timelines: Timelines, counters: AccessSeconds) -> str:
     """The per-mission families of this module: access seconds and thresholds."""
-    return access_seconds(timelines).render(timelines.access) + _thresholds(timelines)
+    return counters.render(timelines.access) + _thresholds(timelines)

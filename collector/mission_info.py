@@ -2,8 +2,7 @@
 series that is always 1, so that dashboards can join it onto the state series (the
 Overview's map places missions by these coordinates).
 
-The inventory does not change while the collector runs, so the text is rendered once per
-inventory and reused by every scrape.
+The inventory does not change while the collector runs: `Metrics` renders the text once.
 """
 
 from __future__ import annotations
@@ -15,9 +14,6 @@ from collector.inventory import Inventory
 
 NAME = "unhindered_mission_info"
 LABELS = ("mission", "name", "kind", "duty_station", "city", "latitude", "longitude")
-
-_rendered: dict[int, tuple[Inventory, str]] = {}
-
 
 class _InventoryCollector:
     def __init__(self, inventory: Inventory) -> None:
@@ -40,9 +36,6 @@ def mission_info_exposition(inventory: Inventory | None) -> str:
     """The family as Prometheus text; empty without an inventory."""
     if inventory is None:
         return ""
-    cached = _rendered.get(id(inventory))
-    if cached is None or cached[0] is not inventory:
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_InventoryCollector(inventory))
-        cached = _rendered[id(inventory)] = (inventory, generate_latest(registry).decode())
-    return cached[1]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_InventoryCollector(inventory))
+    return generate_latest(registry).decode()

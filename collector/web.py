@@ -19,7 +19,6 @@ from collector.central import CentralChecks
 from collector.config import CollectorConfig
 from collector.inventory import Inventory
 from collector.metrics import Metrics, RenderedMetrics
-from collector.metrics_access import access_seconds
 from collector.rollups import Rollups
 from collector.state import FleetState
 from collector.store import EnrollmentRefused, Store
@@ -237,7 +236,6 @@ def create_app(config: CollectorConfig, store: Store) -> web.Application:
     inventory = config.load_inventory()
     timelines = Timelines(store, lambda mission: inventory.policy_for(mission, policy))
     rollups = Rollups(store)
-    access_seconds(timelines, inventory.schedule)  # the SLO counters, maintenance apart
     alerting = config.alerting
     pusher = (AlertPusher(alerting.alertmanager_url, alerting.resend_s)
               if alerting.alertmanager_url else None)

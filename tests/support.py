@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -52,8 +53,6 @@ async def scrape_until(client, *expected: str, within_s: float = 10.0) -> str:
     """GET /metrics from an aiohttp test client until it holds every expected line.
     The collector serves bytes rendered up to a couple of seconds ahead (RenderedMetrics),
     so a result just posted shows on a later scrape."""
-    import asyncio
-
     deadline = time.monotonic() + within_s
     while True:
         response = await client.get("/metrics")

@@ -62,14 +62,12 @@ def test_thresholds_of_the_missions_in_view_are_exported():
     class FakeTimelines:  # what render_mission_access reads of Timelines
         access = {("FRA", "*"): ("up", 0.0), ("FRA", "internet"): ("up", 0.0),
                   ("GBR", "*"): ("down", 0.0)}
-        observers: list = []
-
         @staticmethod
         def policy_for(mission: str) -> Policy:
             return Policy(loss_pct=5, rtt_ms=250) if mission == "FRA" else Policy()
 
     families = {f.name: f for f in text_string_to_metric_families(
-        render_mission_access(FakeTimelines()))}
+        render_mission_access(FakeTimelines(), AccessSeconds()))}
     loss = families["unhindered_mission_loss_threshold_ratio"].samples
     rtt = families["unhindered_mission_rtt_threshold_seconds"].samples
     # GBR has no threshold set anywhere: no sample rather than a made-up one.

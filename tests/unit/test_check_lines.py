@@ -22,7 +22,6 @@ class FakeTimelines:
         self.machines = {key: SimpleNamespace(state=s, since=since)
                          for key, (s, since) in state_of.items()}
         self.access: dict = {}
-        self.observers: list = []
 
 
 def timelines(state_of: dict) -> FakeTimelines:
