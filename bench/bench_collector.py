@@ -35,7 +35,6 @@ import json
 import math
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -62,6 +61,7 @@ from bench.common import (
     quantile,
     table,
 )
+from tests.support import free_port
 
 LOOPBACK = "127.0.0.1"
 POSTGRES_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -91,12 +91,6 @@ SERVE_GOAL_MS = 100.0
 
 
 # --- processes on loopback ---------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
 
 
 def http_get(port: int, path: str, timeout: float = 5.0,

@@ -21,16 +21,11 @@ import yaml
 
 from bench.common import PYTHON, BenchError, Goal, PartResult, fmt, proc_figures, table
 from tests.snmp_support import AUTH_KEY, MIB_ARGS, PRIV_KEY, USER, program, start_snmptrapd, v3
+from tests.support import free_port
 
 CHECKS = 10
 WARMUP_S = 6.0
 RSS_GOAL_MIB = 64.0
-
-
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _config(workdir: Path, name: str, port: int, snmp: dict | None) -> Path:
@@ -56,11 +51,11 @@ def run(seconds: float = 20.0) -> PartResult:
     with tempfile.TemporaryDirectory(prefix="uh-bench-snmp-") as tmp:
         workdir = Path(tmp)
         try:
-            trapd_port = _free_port(socket.SOCK_DGRAM)
+            trapd_port = free_port(socket.SOCK_DGRAM)
             trapd = start_snmptrapd(subprocess.Popen, workdir / "trapd",
                                     f"127.0.0.1:{trapd_port}")
             processes.append(trapd.process)
-            agent = f"127.0.0.1:{_free_port(socket.SOCK_DGRAM)}"
+            agent = f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}"
             snmp = {"agent": {"listen": agent},
                     "users": [{"name": USER, "auth_key": AUTH_KEY, "priv_key": PRIV_KEY}],
                     "notify": [{"name": "trapd", "address": f"127.0.0.1:{trapd_port}",

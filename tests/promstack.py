@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -36,6 +35,8 @@ from typing import Any
 
 import yaml
 
+from tests.support import free_port
+
 PROMETHEUS = "prometheus"
 ALERTMANAGER = "prometheus-alertmanager"  # Debian's name for the alertmanager binary
 READY_TIMEOUT_S = 60.0  # generous: two cores shared by several test runs
@@ -44,14 +45,6 @@ STOP_GRACE_S = 10.0
 
 class StackError(RuntimeError):
     pass
-
-
-def free_port() -> int:
-    """An ephemeral port free on the host's loopback now (in a fresh lab namespace nothing
-    else listens, so it is free there as well)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
 
-from tests.promstack import HOST, Place, free_port
+from tests.promstack import HOST, Place
+from tests.support import free_port
 
 
 @dataclass(frozen=True)

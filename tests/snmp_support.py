@@ -5,7 +5,6 @@ outbox (independently of probes/snmp/values.py)."""
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 import subprocess
 from collections.abc import Callable
@@ -43,12 +42,6 @@ def program(name: str) -> str:
 def v3(user: str = USER, auth: str = AUTH_KEY, priv: str = PRIV_KEY) -> list[str]:
     return ["-v3", "-l", "authPriv", "-u", user, "-a", "SHA-256", "-A", auth, "-x", "AES",
             "-X", priv]
-
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def parse_walk(text: str) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -30,6 +31,14 @@ def require_program(program: str, package: str) -> str:
     if not path:
         pytest.fail(f"apt-get install {package} did not provide {program}: {done.stderr[-500:]}")
     return path
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """An ephemeral port free on the host's loopback now, TCP or (SOCK_DGRAM) UDP; in a
+    fresh lab namespace nothing else listens, so it is free there as well."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:

@@ -17,9 +17,8 @@ from tests.promstack import (
     PROMETHEUS,
     Prometheus,
     alertmanager,
-    free_port,
 )
-from tests.support import require_program
+from tests.support import free_port, require_program
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(180)

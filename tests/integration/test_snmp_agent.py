@@ -24,14 +24,13 @@ from tests.snmp_support import (
     PLAIN,
     USER,
     expected_row,
-    free_port,
     oid_of,
     outbox_result,
     parse_walk,
     program,
     v3,
 )
-from tests.support import wait_for
+from tests.support import free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +42,7 @@ class RunningProbe:
         self.listener = socket.create_server(("127.0.0.1", 0))  # the open port
         self.closed = socket.socket()  # bound, never listening: connections are refused
         self.closed.bind(("127.0.0.1", 0))
-        self.agent = f"127.0.0.1:{free_port()}"
+        self.agent = f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}"
         self.metrics = f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"
         self.outbox = tmp_path / "outbox.sqlite"
         fast = {"interval_s": 1, "timeout_s": 0.5, "confirm_count": 1,

@@ -21,7 +21,8 @@ from collector.store import Store
 from collector.web import create_app
 from probes.snmp.settings import SnmpUser
 from tests.snmp.netsnmp import check_varbinds, dotted, send, v2c
-from tests.snmp_support import AUTH_KEY, PRIV_KEY, free_port, v3
+from tests.snmp_support import AUTH_KEY, PRIV_KEY, v3
+from tests.support import free_port
 
 DOWN, UP = 3, 1
 CHECK = "internet-icmp"
@@ -65,7 +66,7 @@ async def collector(tmp_path):
     store.migrate()
     store.add_probe("fra-1", "FRA")
     store.add_probe("ken-1", "KEN")
-    port = free_port()
+    port = free_port(socket.SOCK_DGRAM)
     senders = (
         TrapSender(probe_id="fra-1", community="fra-secret"),
         TrapSender(probe_id="fra-1", user=SnmpUser(name="fra1", auth_key=AUTH_KEY,
