@@ -116,7 +116,12 @@ class AlertingSettings(_Section):
                              description="where the e-mails say each alert is explained")
     language: Literal["ar", "zh", "en", "fr", "ru", "es"] = Field(
         "en", description="language of the e-mails")
-    group_wait_s: float = Field(5, ge=0, le=3_600)
+    # Not 0: Alertmanager's inhibitor learns of a source alert (TargetDownFleetWide,
+    # CollectorDown) asynchronously, so a mission alert arriving in the same batch can be
+    # mailed before the inhibition that explains it applies (seen in CI with 0 s).
+    group_wait_s: float = Field(5, ge=1, le=3_600,
+                                description="seconds Alertmanager waits before a group's "
+                                            "first e-mail, so inhibitions apply first")
     group_interval_s: float = Field(60, ge=1, le=86_400)
     repeat_interval_s: float = Field(4 * 3_600, ge=60, le=30 * 86_400)
 

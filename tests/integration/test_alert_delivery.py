@@ -33,7 +33,7 @@ def _am_config(tmp_path, smarthost: str) -> str:
     settings = AlertingSettings(centre_contacts=("noc@centre.example.org",),
                                 smtp_smarthost=smarthost, smtp_require_tls=False,
                                 smtp_from="unhindered@centre.example.org",
-                                group_wait_s=0, group_interval_s=1)
+                                group_wait_s=1, group_interval_s=1)
     (tmp_path / "unhindered-email.tmpl").write_text(render_email_template(settings))
     config = build_config(load_inventory(tmp_path / "inventory.yaml"), settings, tmp_path)
     return yaml.safe_dump(config)

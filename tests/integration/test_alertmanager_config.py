@@ -103,6 +103,17 @@ def test_a_broken_inventory_is_refused_naming_the_file(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_zero_group_wait_is_refused_naming_the_field(tmp_path, capsys):
+    # With no wait, a mission alert can be mailed before the fleet-wide alert that
+    # explains it inhibits it: the setting must say so rather than lose the inhibition.
+    config = tmp_path / "collector.yaml"
+    config.write_text("alerting: {group_wait_s: 0}\n")
+    assert main(["-c", str(config), "alertmanager-config", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "collector.yaml" in err and "group_wait_s" in err and "1" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_email_catalogs_are_current_and_french_mail_is_french(tmp_path):
     from babel.messages.extract import extract_from_dir
     from babel.messages.frontend import parse_mapping_cfg
