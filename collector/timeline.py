@@ -57,6 +57,7 @@ class Timelines:
         self.policy_for = policy_for
         self.machines: dict[tuple[str, str], Machine] = {}
         self.groups: dict[tuple[str, str], str] = {}
+        self.targets: dict[tuple[str, str], str] = {}  # checks known from rounds only
         # (mission, group) -> (state, since); group "*" is the mission's access.
         self.access: dict[tuple[str, str], tuple[str, float]] = {}
         self.changes = 0  # counts changes of states, so /metrics is rendered only after one
@@ -76,6 +77,7 @@ class Timelines:
         for m in latest:
             key = (m.mission, m.check_id)
             self.groups[key] = m.group
+            self.targets[key] = m.target
             since = open_periods.get(key, 0.0)
             self._replay(key, since)
             missions[m.mission] = min(missions.get(m.mission, since), since)
@@ -93,6 +95,7 @@ class Timelines:
         changed: dict[str, float] = {}
         for key, ms in by_check.items():
             self.groups[key] = ms[0].group
+            self.targets[key] = ms[0].target
             rounds = sorted((round_of(m) for m in ms), key=lambda r: r.time)
             machine = self.machines.get(key)
             # Older than what the machine has seen or decided (a silence turned unknown
@@ -146,6 +149,13 @@ class Timelines:
         self._persist(key, [Transition(time, state, cause)])
         self._combine(mission, time)
         return True
+
+    def check_states(self) -> Iterable[tuple[str, str, str, str]]:
+        """(mission, group, target, state) of every check whose target is known."""
+        for key, target in self.targets.items():
+            machine = self.machines.get(key)
+            if machine is not None:
+                yield key[0], self.groups.get(key, "internet"), target, machine.state
 
     # --- one check ---
 

@@ -237,7 +237,8 @@ def create_app(config: CollectorConfig, store: Store) -> web.Application:
     timelines = Timelines(store, lambda mission: inventory.policy_for(mission, policy))
     rollups = Rollups(store)
     alerting = config.alerting
-    pusher = (AlertPusher(alerting.alertmanager_url, alerting.resend_s)
+    pusher = (AlertPusher(alerting.alertmanager_url, alerting.resend_s,
+                          check_states=timelines.check_states)
               if alerting.alertmanager_url else None)
     if pusher is not None:
         timelines.observers.append(pusher.observe)

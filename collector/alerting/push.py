@@ -7,7 +7,16 @@ alertname, mission, [group,] severity, scope), so Alertmanager holds one alert w
 posts first; Prometheus remains the safety net when this path fails.
 
 - `MissionAccessDown{mission,group}` while a group's access is `down`;
-- `MissionProbeSilent{mission}` while the mission's overall access is `unknown`.
+- `MissionProbeSilent{mission}` while the mission's overall access is `unknown`;
+- `TargetDownFleetWide{target,group}` while a target is down from many missions (the
+  rule's thresholds, FLEET_MIN_CHECKS and FLEET_MIN_SHARE).
+
+A MissionAccessDown that a fleet-wide outage of its group explains is held back, not
+posted: Alertmanager sends an alert older than `group_wait` at once, before the
+TargetDownFleetWide that would inhibit it could apply, so posting it would mail every
+mission about the target's outage. It is posted if the mission is still down once the
+fleet-wide outage is over. Alerts already posted stay until their outage ends (resolving
+them early would tell the mission it is back).
 
 Firing alerts are posted again every `resend_s` with an end 3 periods ahead, so they
 lapse by themselves if the collector dies (CollectorDown then pages); a recovery posts
@@ -21,7 +30,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from collector.alerting.amapi import AlertmanagerError, call, iso
@@ -29,6 +38,13 @@ from collector.timeline import ALL_GROUPS
 
 log = logging.getLogger(__name__)
 _STOP = object()
+# As TargetDownFleetWide in alerts/unhindered.rules.yml (a test holds them equal):
+# down from at least this many checks, and at least this share of those checking it.
+FLEET_MIN_CHECKS = 3
+FLEET_MIN_SHARE = 0.5
+
+Key = tuple[tuple[str, str], ...]
+CheckStates = Callable[[], Iterable[tuple[str, str, str, str]]]
 
 
 def alert_for(mission: str, group: str, state: str) -> tuple[dict[str, str], bool]:
@@ -40,6 +56,31 @@ def alert_for(mission: str, group: str, state: str) -> tuple[dict[str, str], boo
     labels = {"alertname": "MissionAccessDown", "mission": mission, "group": group,
               "severity": "critical", "scope": "mission"}
     return labels, state == "down"
+
+
+def fleet_wide(checks: Iterable[tuple[str, str, str, str]]) -> dict[tuple[str, str], int]:
+    """(target, group) down fleet-wide, with how many checks see it down, from
+    (mission, group, target, state) of every check."""
+    down: dict[tuple[str, str], int] = {}
+    total: dict[tuple[str, str], int] = {}
+    for _mission, group, target, state in checks:
+        key = (target, group)
+        total[key] = total.get(key, 0) + 1
+        if state == "down":
+            down[key] = down.get(key, 0) + 1
+    return {key: n for key, n in down.items()
+            if n >= FLEET_MIN_CHECKS and n >= FLEET_MIN_SHARE * total[key]}
+
+
+def _fleet_alert(target: str, group: str, down: int, since: float) -> dict[str, Any]:
+    return {"labels": {"alertname": "TargetDownFleetWide", "target": target, "group": group,
+                       "severity": "critical", "scope": "fleet", "mission": "*"},
+            "annotations": {
+                "summary": f"{target} ({group}) is down from {down} missions",
+                "description": f"{down} missions fail to reach {target} at once: the "
+                               "target or the path to it is down, not the missions' links.",
+                "runbook_url": "docs/runbook.md#targetdownfleetwide"},
+            "startsAt": iso(since)}
 
 
 def _annotations(labels: dict[str, str], since: float) -> dict[str, str]:
@@ -59,11 +100,15 @@ def _annotations(labels: dict[str, str], since: float) -> dict[str, str]:
 
 class AlertPusher:
     def __init__(self, url: str, resend_s: float = 30.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 check_states: CheckStates | None = None) -> None:
         self.url = url
         self.resend_s = resend_s
         self.clock = clock
-        self._firing: dict[tuple, dict[str, Any]] = {}
+        # Every check's state, to tell a fleet-wide outage (Timelines.check_states).
+        self.check_states = check_states
+        self._wanted: dict[Key, dict[str, Any]] = {}  # mission alerts that should fire
+        self._posted: dict[Key, dict[str, Any]] = {}  # and those posted as firing
         self._lock = threading.Lock()
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="alert-push", daemon=True)
@@ -72,16 +117,45 @@ class AlertPusher:
     def observe(self, mission: str, group: str, state: str, since: float) -> None:
         """A Timelines observer (runs on the database thread: only queues)."""
         labels, firing = alert_for(mission, group, state)
-        key = tuple(sorted(labels.items()))
+        key = _key(labels)
+        if firing and key not in self._wanted:
+            self._wanted[key] = {"labels": labels, "annotations": _annotations(labels, since),
+                                 "startsAt": iso(since)}
+        elif not firing:
+            self._wanted.pop(key, None)
+        else:
+            return
+        self._reconcile()
+
+    def _reconcile(self) -> None:
+        names = {a["labels"]["alertname"] for a in [*self._wanted.values(),
+                                                    *self._posted.values()]}
+        fleet = {}
+        if self.check_states is not None and names & {"MissionAccessDown",
+                                                      "TargetDownFleetWide"}:
+            fleet = fleet_wide(self.check_states())
+        # As Alertmanager's inhibition (equal: group): any fleet-wide target of the group.
+        explained = {group for _target, group in fleet}
+        wanted = {k: a for k, a in self._wanted.items()
+                  if k in self._posted or a["labels"]["alertname"] != "MissionAccessDown"
+                  or a["labels"]["group"] not in explained}
+        now = self.clock()
+        for (target, group), down in fleet.items():
+            alert = _fleet_alert(target, group, down, now)
+            key = _key(alert["labels"])
+            if key in self._posted:  # keep when it started; refresh the count
+                alert["startsAt"] = self._posted[key]["startsAt"]
+            wanted[key] = alert
         with self._lock:
-            if firing and key not in self._firing:
-                alert = {"labels": labels, "annotations": _annotations(labels, since),
-                         "startsAt": iso(since)}
-                self._firing[key] = alert
-                self._queue.put([self._with_end(alert)])
-            elif not firing and key in self._firing:
-                alert = self._firing.pop(key)
-                self._queue.put([{**alert, "endsAt": iso(self.clock())}])
+            ended = [{**a, "endsAt": iso(now)} for k, a in self._posted.items()
+                     if k not in wanted]
+            started = [self._with_end(a) for k, a in wanted.items()
+                       if self._posted.get(k) != a]
+            self._posted = wanted
+        # The fleet-wide alerts first, so Alertmanager knows them before the rest.
+        started.sort(key=lambda a: a["labels"]["alertname"] != "TargetDownFleetWide")
+        if ended or started:
+            self._queue.put(started + ended)
 
     def _with_end(self, alert: dict[str, Any]) -> dict[str, Any]:
         return {**alert, "endsAt": iso(self.clock() + 3 * self.resend_s)}
@@ -92,7 +166,7 @@ class AlertPusher:
                 batch = self._queue.get(timeout=self.resend_s)
             except queue.Empty:
                 with self._lock:
-                    batch = [self._with_end(a) for a in self._firing.values()]
+                    batch = [self._with_end(a) for a in self._posted.values()]
             if batch is _STOP:
                 return
             if batch:
@@ -108,3 +182,7 @@ class AlertPusher:
     def close(self) -> None:
         self._queue.put(_STOP)
         self._thread.join(5)
+
+
+def _key(labels: dict[str, str]) -> Key:
+    return tuple(sorted(labels.items()))

@@ -4,9 +4,12 @@ outage while it lasts and resolves it when it ends."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from collector.alerting.push import AlertPusher
+import pytest
+import yaml
+
+from collector.alerting.push import FLEET_MIN_CHECKS, FLEET_MIN_SHARE, AlertPusher, fleet_wide
 from collector.hysteresis import Policy
 from collector.timeline import Timelines
 from tests.integration.test_store import T0, batch_of, ingest
@@ -61,3 +64,32 @@ def test_silence_and_backfill_post_and_resolve_alerts_in_alertmanager(any_store)
             wait_for(lambda: not am.alerts(), 30, "every alert resolved")
         finally:
             pusher.close()
+
+
+def test_check_states_carry_each_checks_target_and_state(any_store):
+    timelines = Timelines(any_store, lambda mission: Policy())
+    ingest(any_store, timelines, batch_of([(t, True) for t in range(0, 31, 10)]))
+    ingest(any_store, timelines, batch_of([(t, False) for t in range(0, 31, 10)],
+                                          check="docs-tcp", group="documents",
+                                          outbox="b" * 32))
+    (target,) = {m.target for m in any_store.latest_per_check()
+                 if m.check_id == "docs-tcp"}
+    assert sorted(timelines.check_states())[0] == ("FRA", "documents", target, "down")
+    assert [s[3] for s in timelines.check_states() if s[1] == "internet"] == ["up"]
+
+
+def test_fleet_wide_takes_the_rules_thresholds():
+    rules = yaml.safe_load(Path("alerts/unhindered.rules.yml").read_text())
+    (rule,) = [r for g in rules["groups"] for r in g["rules"]
+               if r.get("alert") == "TargetDownFleetWide"]
+    assert f">= {FLEET_MIN_CHECKS}\n" in rule["expr"]
+    assert f">= {FLEET_MIN_SHARE}\n" in rule["expr"]
+
+    def checks(down, up):
+        return [("M%d" % i, "documents", "t", "down" if i < down else "up")
+                for i in range(down + up)]
+
+    assert fleet_wide(checks(FLEET_MIN_CHECKS, 0)) == {("t", "documents"): FLEET_MIN_CHECKS}
+    assert fleet_wide(checks(FLEET_MIN_CHECKS - 1, 0)) == {}
+    assert fleet_wide(checks(4, 4)) == {("t", "documents"): 4}  # half of those checking
+    assert fleet_wide(checks(4, 5)) == {}

@@ -28,8 +28,8 @@ def _programs():
     require_program(ALERTMANAGER, "prometheus-alertmanager")
 
 
-def _am_config(tmp_path, smarthost: str) -> str:
-    (tmp_path / "inventory.yaml").write_text(FRA_ONLY)
+def _am_config(tmp_path, smarthost: str, inventory: str = FRA_ONLY) -> str:
+    (tmp_path / "inventory.yaml").write_text(inventory)
     settings = AlertingSettings(centre_contacts=("noc@centre.example.org",),
                                 smtp_smarthost=smarthost, smtp_require_tls=False,
                                 smtp_from="unhindered@centre.example.org",
@@ -137,7 +137,9 @@ def test_no_alertmanager_is_a_clear_error(tmp_path, capsys):
 
 def test_fleet_and_collector_alerts_inhibit_the_mission_alerts_they_explain(tmp_path):
     def alert(**labels):
-        return {"labels": labels, "startsAt": iso(time.time() - 60),
+        # Started now, as a rule alert that just fired: Alertmanager flushes an alert
+        # older than group_wait at once, before an inhibition posted with it can apply.
+        return {"labels": labels, "startsAt": iso(time.time()),
                 "endsAt": iso(time.time() + 600)}
 
     def states():
@@ -171,3 +173,69 @@ def test_fleet_and_collector_alerts_inhibit_the_mission_alerts_they_explain(tmp_
         wait_for(lambda: [m for m in sink.received("noc@centre.example.org")
                           if "The Unhindered collector is down" in m.subject], 30,
                  "the centre paged about the collector")
+
+
+FOUR_MISSIONS = FRA_ONLY + "".join(f"""\
+  - code: {code}
+    name: {name}
+    kind: member_state
+    duty_station: Geneva
+    city: Geneva
+    coordinates: {{lat: 46.2, lon: 6.1}}
+    contacts: [noc@{code.lower()}.example.org]
+""" for code, name in (("DEU", "Germany"), ("ITA", "Italy")))
+
+
+def test_a_fleet_wide_outage_mails_the_centre_not_each_mission(tmp_path):
+    # One documents target checked by four missions. The collector's direct alerts start
+    # when the outage started, so Alertmanager would mail them at once, before any
+    # inhibition: the pusher itself holds back the missions the fleet-wide outage explains.
+    missions = ("FRA", "GBR", "DEU", "ITA")
+    states = dict.fromkeys(missions, "up")
+
+    def check_states():
+        return [(m, "documents", "https://docs.example.org/", s) for m, s in states.items()]
+
+    def mails(mission):
+        return [m.subject for m in sink.received(f"noc@{mission.lower()}.example.org")]
+
+    def change(mission, state):
+        states[mission] = state
+        pusher.observe(mission, "documents", state, since)
+
+    with smtp_sink() as sink, alertmanager(
+            _am_config(tmp_path, sink.smarthost, FOUR_MISSIONS)) as am:
+        pusher = AlertPusher(am.url, resend_s=2, check_states=check_states)
+        try:
+            since = time.time() - 30
+            change("FRA", "down")
+            change("GBR", "down")  # 2 of 4: not yet fleet-wide, both are told
+            wait_for(lambda: mails("FRA") and mails("GBR"), 30, "FRA's and GBR's e-mails")
+            change("DEU", "down")  # 3 of 4: the target is down fleet-wide
+            change("ITA", "down")
+            fleet = wait_for(lambda: [s for s in mails("centre")
+                                      if "is down from 3 missions" in s
+                                      or "is down from 4 missions" in s], 30,
+                             "the centre's fleet-wide e-mail")
+            assert "https://docs.example.org/ (documents)" in fleet[0]
+            (held,) = am.alerts('alertname="TargetDownFleetWide"')
+            assert held["labels"] == {"alertname": "TargetDownFleetWide", "mission": "*",
+                                      "target": "https://docs.example.org/",
+                                      "group": "documents", "severity": "critical",
+                                      "scope": "fleet"}
+            time.sleep(3)  # group_wait 1 s, group_interval 1 s: anything sent is here
+            assert not mails("DEU") and not mails("ITA"), "a mission mailed for the target"
+            assert {a["labels"]["mission"] for a in am.alerts('alertname="MissionAccessDown"')
+                    } == {"FRA", "GBR"}
+
+            # The target returns for FRA and DEU: 2 of 4 down, no longer fleet-wide. ITA is
+            # still down, and now it is its own outage: ITA is told.
+            change("FRA", "up")
+            change("DEU", "up")
+            wait_for(lambda: [s for s in mails("ITA") if s.startswith("Outage")], 30,
+                     "ITA's e-mail once the fleet-wide outage is over")
+            wait_for(lambda: not am.alerts('alertname="TargetDownFleetWide"'), 30,
+                     "the fleet-wide alert resolved")
+            assert not mails("DEU"), "DEU was told about an outage that was the target's"
+        finally:
+            pusher.close()
