@@ -288,6 +288,9 @@ def create_app(config: CollectorConfig, store: Store) -> web.Application:
                                       lambda: rollups.prune(time.time(), retention_s,
                                                            minute_retention_s))),
         ]
+        if pusher is not None:  # a fleet-wide outage's hold ends with time, not a change
+            app[BACKGROUND].append(asyncio.create_task(
+                every(SILENCE_CHECK_S, "re-checking held alerts", pusher.reconcile)))
         if config.snmp.enabled:
             from collector.snmp.service import SnmpService  # pysnmp loads only when used
             app[SNMP] = SnmpService(config.snmp, app)

@@ -15,8 +15,8 @@ A MissionAccessDown that a fleet-wide outage of its group explains is held back,
 posted: Alertmanager sends an alert older than `group_wait` at once, before the
 TargetDownFleetWide that would inhibit it could apply, so posting it would mail every
 mission about the target's outage. It is posted if the mission is still down once the
-fleet-wide outage is over. Alerts already posted stay until their outage ends (resolving
-them early would tell the mission it is back).
+fleet-wide outage is over (FLEET_KEEP_S after the test last held). Alerts already posted
+stay until their outage ends (resolving them early would tell the mission it is back).
 
 Firing alerts are posted again every `resend_s` with an end 3 periods ahead, so they
 lapse by themselves if the collector dies (CollectorDown then pages); a recovery posts
@@ -42,6 +42,9 @@ _STOP = object()
 # down from at least this many checks, and at least this share of those checking it.
 FLEET_MIN_CHECKS = 3
 FLEET_MIN_SHARE = 0.5
+# ... and, as its keep_firing_for, held for this long after the test last held: missions
+# come back one by one, and the last ones must not be told of the target's outage then.
+FLEET_KEEP_S = 60.0
 
 Key = tuple[tuple[str, str], ...]
 CheckStates = Callable[[], Iterable[tuple[str, str, str, str]]]
@@ -101,12 +104,16 @@ def _annotations(labels: dict[str, str], since: float) -> dict[str, str]:
 class AlertPusher:
     def __init__(self, url: str, resend_s: float = 30.0,
                  clock: Callable[[], float] = time.time,
-                 check_states: CheckStates | None = None) -> None:
+                 check_states: CheckStates | None = None,
+                 fleet_keep_s: float = FLEET_KEEP_S) -> None:
         self.url = url
         self.resend_s = resend_s
         self.clock = clock
         # Every check's state, to tell a fleet-wide outage (Timelines.check_states).
         self.check_states = check_states
+        self.fleet_keep_s = fleet_keep_s
+        # (target, group) -> (checks down, when the test last held) of fleet-wide outages.
+        self._fleet: dict[tuple[str, str], tuple[int, float]] = {}
         self._wanted: dict[Key, dict[str, Any]] = {}  # mission alerts that should fire
         self._posted: dict[Key, dict[str, Any]] = {}  # and those posted as firing
         self._lock = threading.Lock()
@@ -125,22 +132,25 @@ class AlertPusher:
             self._wanted.pop(key, None)
         else:
             return
-        self._reconcile()
+        self.reconcile()
 
-    def _reconcile(self) -> None:
-        names = {a["labels"]["alertname"] for a in [*self._wanted.values(),
-                                                    *self._posted.values()]}
-        fleet = {}
-        if self.check_states is not None and names & {"MissionAccessDown",
-                                                      "TargetDownFleetWide"}:
-            fleet = fleet_wide(self.check_states())
+    def reconcile(self) -> None:
+        """Posts what changed. Called on every access change, and periodically (on the
+        database thread, like the observer) so that a hold ends when its time is up."""
+        now = self.clock()
+        if self.check_states is not None and (self._fleet or any(
+                a["labels"]["alertname"] == "MissionAccessDown"
+                for a in self._wanted.values())):
+            for key, down in fleet_wide(self.check_states()).items():
+                self._fleet[key] = (down, now)
+        self._fleet = {k: v for k, v in self._fleet.items()
+                       if now - v[1] <= self.fleet_keep_s}
         # As Alertmanager's inhibition (equal: group): any fleet-wide target of the group.
-        explained = {group for _target, group in fleet}
+        explained = {group for _target, group in self._fleet}
         wanted = {k: a for k, a in self._wanted.items()
                   if k in self._posted or a["labels"]["alertname"] != "MissionAccessDown"
                   or a["labels"]["group"] not in explained}
-        now = self.clock()
-        for (target, group), down in fleet.items():
+        for (target, group), (down, _seen) in self._fleet.items():
             alert = _fleet_alert(target, group, down, now)
             key = _key(alert["labels"])
             if key in self._posted:  # keep when it started; refresh the count

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from collector.alerting.push import FLEET_MIN_CHECKS, FLEET_MIN_SHARE, AlertPusher, fleet_wide
+from collector.alerting.push import (
+    FLEET_KEEP_S,
+    FLEET_MIN_CHECKS,
+    FLEET_MIN_SHARE,
+    AlertPusher,
+    fleet_wide,
+)
 from collector.hysteresis import Policy
 from collector.timeline import Timelines
 from tests.integration.test_store import T0, batch_of, ingest
@@ -84,9 +90,10 @@ def test_fleet_wide_takes_the_rules_thresholds():
                if r.get("alert") == "TargetDownFleetWide"]
     assert f">= {FLEET_MIN_CHECKS}\n" in rule["expr"]
     assert f">= {FLEET_MIN_SHARE}\n" in rule["expr"]
+    assert rule["keep_firing_for"] == f"{FLEET_KEEP_S / 60:g}m"
 
     def checks(down, up):
-        return [("M%d" % i, "documents", "t", "down" if i < down else "up")
+        return [(f"M{i}", "documents", "t", "down" if i < down else "up")
                 for i in range(down + up)]
 
     assert fleet_wide(checks(FLEET_MIN_CHECKS, 0)) == {("t", "documents"): FLEET_MIN_CHECKS}

@@ -205,7 +205,7 @@ def test_a_fleet_wide_outage_mails_the_centre_not_each_mission(tmp_path):
 
     with smtp_sink() as sink, alertmanager(
             _am_config(tmp_path, sink.smarthost, FOUR_MISSIONS)) as am:
-        pusher = AlertPusher(am.url, resend_s=2, check_states=check_states)
+        pusher = AlertPusher(am.url, resend_s=2, check_states=check_states, fleet_keep_s=4)
         try:
             since = time.time() - 30
             change("FRA", "down")
@@ -228,10 +228,18 @@ def test_a_fleet_wide_outage_mails_the_centre_not_each_mission(tmp_path):
             assert {a["labels"]["mission"] for a in am.alerts('alertname="MissionAccessDown"')
                     } == {"FRA", "GBR"}
 
-            # The target returns for FRA and DEU: 2 of 4 down, no longer fleet-wide. ITA is
-            # still down, and now it is its own outage: ITA is told.
+            # The target returns for FRA and DEU: 2 of 4 down, no longer fleet-wide. Missions
+            # come back one by one, so ITA is still held for the fleet's keep time (4 s
+            # here); still down after it, the outage is ITA's own, and ITA is told.
             change("FRA", "up")
             change("DEU", "up")
+            back = time.time()
+            time.sleep(2)
+            pusher.reconcile()
+            time.sleep(2)
+            assert not mails("ITA"), "ITA told while the fleet-wide outage was kept"
+            time.sleep(max(0.0, back + 4.5 - time.time()))
+            pusher.reconcile()  # the collector does this every few seconds
             wait_for(lambda: [s for s in mails("ITA") if s.startswith("Outage")], 30,
                      "ITA's e-mail once the fleet-wide outage is over")
             wait_for(lambda: not am.alerts('alertname="TargetDownFleetWide"'), 30,
