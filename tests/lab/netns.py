@@ -157,6 +157,7 @@ class Lab:
         self._responders: list[subprocess.Popen[Any]] = []
         self._missions: list[Mission] = []
         self._filters: dict[int, tuple[str | None, int]] = {}  # mission index -> (cut, loss %)
+        self._blocked: dict[int, set[Target]] = {}  # mission index -> targets it cannot reach
         self._targets: list[Target] = []
         self._nft_tables: set[str] = set()
         self._tcp_ports: tuple[int, ...] | None = None  # not None once responders run
@@ -341,6 +342,16 @@ class Lab:
     def restore(self, mission: Mission) -> None:
         self._set_filter(mission, cut=None)
 
+    def block(self, mission: Mission, target: Target) -> None:
+        """Drop the mission's traffic to `target` only: the target is down for this mission
+        while its link, and so its reports to the centre, keep working."""
+        self._blocked.setdefault(mission.index, set()).add(target)
+        self._set_filter(mission)
+
+    def unblock(self, mission: Mission, target: Target) -> None:
+        self._blocked.get(mission.index, set()).discard(target)
+        self._set_filter(mission)
+
     def set_loss(self, mission: Mission, percent: int) -> None:
         """Randomly drop `percent` % of packets coming from the mission; 0 removes the loss."""
         if not 0 <= percent <= 100:
@@ -394,6 +405,9 @@ class Lab:
                     f"{oif} drop",
                 ]
             )
+        for target in sorted(self._blocked.get(mission.index, ()), key=lambda t: t.index):
+            chains["uh_pre"][2].extend([f"{iif} ip daddr {target.ipv4} drop",
+                                        f"{iif} ip6 daddr {target.ipv6} drop"])
         if loss:
             chains["uh_pre"][2].append(f"{iif} numgen random mod 100 < {loss} drop")
         body = "".join(

@@ -101,6 +101,21 @@ def test_cut_drop_and_restore(lab: Lab) -> None:
         assert len(rtts(result.stdout)) == 3, result.stdout
 
 
+def test_block_one_target_for_one_mission(lab: Lab) -> None:
+    blocked, other = lab.add_mission("blk"), lab.add_mission("ok")
+    target, spared = lab.add_target(), lab.add_target()
+    lab.start_responders()
+    lab.block(blocked, target)
+    for address in (target.ipv4, target.ipv6):
+        assert rtts(ping(lab, blocked, address, 3, 0.1).stdout) == []
+        assert len(rtts(ping(lab, other, address, 3, 0.05).stdout)) == 3
+    # The rest of the mission's paths, the centre's included, still work.
+    for address in (spared.ipv4, lab.centre.ipv4, lab.centre.ipv6):
+        assert len(rtts(ping(lab, blocked, address, 3, 0.05).stdout)) == 3
+    lab.unblock(blocked, target)
+    assert len(rtts(ping(lab, blocked, target.ipv4, 3, 0.05).stdout)) == 3
+
+
 def test_cut_reject_reports_unreachable(lab: Lab) -> None:
     mission = lab.add_mission("rej")
     target = lab.add_target()
