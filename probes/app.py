@@ -4,6 +4,7 @@ the health of the local side, queues them in the outbox and pushes them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import random
@@ -216,6 +217,8 @@ class Probe:
         central = asyncio.create_task(self._follow_central_checks(), name="central-checks")
         figures = asyncio.create_task(self._refresh_metrics(), name="metrics")
         stats = await self.outbox.stats()
+        if self.snmp is not None:
+            _give_back_freed_heap()
         log.info("probe %s (%s) started: %d checks (%d from the centre, %d of the local "
                  "side), outbox %s holds %d results (seq %d)", self.config.probe_id,
                  self.config.mission, len(self._all_checks()), len(self.central.checks),
@@ -236,3 +239,15 @@ class Probe:
         icmp.engine().close()
         self.outbox.close()
         log.info("probe stopped; unacknowledged results stay in the outbox")
+
+
+def _give_back_freed_heap() -> None:
+    """Building pysnmp's engine and MIB tables frees much of the heap it used, and glibc
+    keeps those pages mapped until told: handing them back (1.6 MiB) keeps a probe with
+    the SNMP agent within its memory budget on a small board (docs/benchmarks.md). Not
+    done without SNMP: there, importing ctypes costs more than it gives back."""
+    import ctypes
+
+    # Not glibc (musl, macOS): there is no malloc_trim, and nothing to hand back.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
