@@ -180,7 +180,12 @@ class CheckLines:
 
 
 def render_fleet(state: FleetState, timelines: Timelines, check_lines: CheckLines) -> str:
-    """The fleet's series as Prometheus text (format 0.0.4).
+    """The fleet's series as Prometheus text (format 0.0.4)."""
+    return "".join(fleet_chunks(state, timelines, check_lines))
+
+
+def fleet_chunks(state: FleetState, timelines: Timelines, check_lines: CheckLines) -> list[str]:
+    """The fleet's series as Prometheus text (format 0.0.4), in pieces of a family or less.
 
     Written directly rather than through prometheus-client's metric families: with
     100,000 series those took about 0.8 s and two full garbage collections per scrape
@@ -219,7 +224,7 @@ def render_fleet(state: FleetState, timelines: Timelines, check_lines: CheckLine
             access_up.add(f'mission="{mission}"', 1 if current == "up" else 0)
 
     families = [report, backlog, access, access_up, access_since]
-    return "".join(out) + "".join("\n".join(f.lines) + "\n" for f in families)
+    return out + ["\n".join(f.lines) + "\n" for f in families]
 
 
 class Metrics:
@@ -250,10 +255,12 @@ class Metrics:
         return self.state.changes, self.timelines.changes
 
     def render(self) -> bytes:
-        fleet = (render_fleet(self.state, self.timelines, self.check_lines)
-                 + render_mission_access(self.timelines, self.access_seconds)
-                 + self.mission_info)
-        return fleet.encode() + generate_latest(self.registry)
+        # Encoded piece by piece and joined once: every whole copy of 100,000 series'
+        # text (15 MB) holds the GIL, which the event loop needs, for milliseconds.
+        chunks = [*fleet_chunks(self.state, self.timelines, self.check_lines),
+                  render_mission_access(self.timelines, self.access_seconds),
+                  self.mission_info]
+        return b"".join([*(c.encode() for c in chunks), generate_latest(self.registry)])
 
 
 class RenderedMetrics:
