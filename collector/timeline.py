@@ -57,7 +57,9 @@ class Timelines:
         self.policy_for = policy_for
         self.machines: dict[tuple[str, str], Machine] = {}
         self.groups: dict[tuple[str, str], str] = {}
-        self.targets: dict[tuple[str, str], str] = {}  # checks known from rounds only
+        # The target of each check seen in rounds (an SNMP notification names none),
+        # for telling a target down fleet-wide (collector/alerting/push.py).
+        self.targets: dict[tuple[str, str], str] = {}
         # (mission, group) -> (state, since); group "*" is the mission's access.
         self.access: dict[tuple[str, str], tuple[str, float]] = {}
         self.changes = 0  # counts changes of states, so /metrics is rendered only after one
