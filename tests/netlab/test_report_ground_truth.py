@@ -1,11 +1,16 @@
 """Ground truth for the uptime report: real probe, real collector, a known schedule of
 cuts in the lab; the report's outage list must match the schedule.
 
-The issue's cuts run from 30 s to 10 minutes at the fleet's 10 s interval. Compressed by
-15 (a 1 s round interval, cuts of 3 to 40 s) the schedule keeps its shape in about two
-minutes: each cut still spans from 3 to 40 rounds. Each reported outage must start and
-end near its cut, and its length be within one probe interval plus the confirmation time
-(2 confirmation rounds, each up to 0.5 s apart plus a 0.5 s timeout) of the cut's.
+The issue's cuts run from 30 s to 10 minutes at the fleet's 10 s interval. Compressed
+(a 1 s round interval, cuts of 4 to 40 s) the schedule keeps its shape in about two
+minutes: each cut still spans from 4 to 40 rounds. The confirmation rounds are compressed
+too (0.2 s apart, 0.4 s timeout; the probe's defaults are 1 s and the check's timeout):
+at the fleet's interval a 30 s cut holds the first failed round and both confirmations
+with room to spare, and so must the shortest cut here. (With 0.5 s apart and a 0.5 s
+timeout, the third failure came up to 3.2 s after a cut began, and a 3 s cut went unseen
+in CI when the probe's rounds fell late in their second.) Each reported outage must start
+and end near its cut, and its length be within one probe interval plus the confirmation
+time of the cut's.
 
 The cut also stops the probe's reports, so the collector first sees silence (unknown)
 and then the backlog, which rewrites the intervals to what was measured: the report
@@ -30,10 +35,11 @@ from tests.support import wait_for
 
 pytestmark = [pytest.mark.netlab, pytest.mark.slow]
 
-CUTS_S = (3, 5, 10, 20, 40)  # 45 s to 10 min at 15x
+CUTS_S = (4, 5, 10, 20, 40)  # 40 s to 10 min at the fleet's 10 s interval
 GAP_S = 5  # up between cuts
 INTERVAL_S = 1.0
-CONFIRM = 2 * (0.5 + 0.5)  # confirmation rounds: interval plus timeout each
+CONFIRM_INTERVAL_S, TIMEOUT_S = 0.2, 0.4
+CONFIRM = 2 * (CONFIRM_INTERVAL_S + TIMEOUT_S)  # confirmation rounds: interval plus timeout each
 TOLERANCE_S = INTERVAL_S + CONFIRM
 # Where an outage starts and ends also depends on when the probe's rounds actually ran: on
 # a loaded machine (CI on 2 cores) they start late, by up to a second seen here. The
@@ -49,7 +55,8 @@ def test_the_reported_outages_match_the_cuts(lab, tmp_path):
     collector.start()
     check = {"id": "internet-icmp", "kind": "icmp", "target": target.ipv4,
              "interval_s": INTERVAL_S, "count": 3, "packet_interval_s": 0.05,
-             "timeout_s": 0.5, "confirm_count": 2, "confirm_interval_s": 0.5}
+             "timeout_s": TIMEOUT_S, "confirm_count": 2,
+             "confirm_interval_s": CONFIRM_INTERVAL_S}
     probe = Probe(lab, mission, tmp_path, collector, [check])
     probe.start()
     wait_for(lambda: state_of(collector, "CUB", "internet-icmp") == "up", 20, "up")
