@@ -179,11 +179,6 @@ class CheckLines:
         return tuple(lines)
 
 
-def render_fleet(state: FleetState, timelines: Timelines, check_lines: CheckLines) -> str:
-    """The fleet's series as Prometheus text (format 0.0.4)."""
-    return "".join(fleet_chunks(state, timelines, check_lines))
-
-
 def fleet_chunks(state: FleetState, timelines: Timelines, check_lines: CheckLines) -> list[str]:
     """The fleet's series as Prometheus text (format 0.0.4), in pieces of a family or less.
 

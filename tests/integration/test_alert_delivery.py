@@ -16,6 +16,7 @@ from collector.cli import main
 from collector.config import AlertingSettings
 from collector.inventory import load_inventory
 from tests.integration.test_alertmanager_config import FRA_ONLY
+from tests.netlab.alerting import inventory_yaml
 from tests.promstack import ALERTMANAGER, alertmanager
 from tests.smtp_sink import smtp_sink
 from tests.support import require_program, wait_for
@@ -175,15 +176,7 @@ def test_fleet_and_collector_alerts_inhibit_the_mission_alerts_they_explain(tmp_
                  "the centre paged about the collector")
 
 
-FOUR_MISSIONS = FRA_ONLY + "".join(f"""\
-  - code: {code}
-    name: {name}
-    kind: member_state
-    duty_station: Geneva
-    city: Geneva
-    coordinates: {{lat: 46.2, lon: 6.1}}
-    contacts: [noc@{code.lower()}.example.org]
-""" for code, name in (("DEU", "Germany"), ("ITA", "Italy")))
+FOUR_MISSIONS = inventory_yaml(("FRA", "GBR", "DEU", "ITA"))
 
 
 def test_a_fleet_wide_outage_mails_the_centre_not_each_mission(tmp_path):

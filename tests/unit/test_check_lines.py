@@ -3,7 +3,7 @@ render from scratch, whatever changed in between (a round, a state, a check's ta
 
 from types import SimpleNamespace
 
-from collector.metrics import CheckLines, render_fleet
+from collector.metrics import CheckLines, fleet_chunks
 from collector.state import FleetState
 from tests.unit.test_measurement import icmp, measurement
 
@@ -16,7 +16,7 @@ def fleet_with(*results):
 
 
 class FakeTimelines:
-    """What render_fleet reads of Timelines: the check machines and mission access."""
+    """What fleet_chunks reads of Timelines: the check machines and mission access."""
 
     def __init__(self, state_of: dict) -> None:
         self.machines = {key: SimpleNamespace(state=s, since=since)
@@ -78,3 +78,7 @@ def test_every_family_keeps_its_samples_together():
             seen.append(name)
             previous = name
     assert "unhindered_check_info" in seen
+
+
+def render_fleet(state, view, check_lines: CheckLines) -> str:
+    return "".join(fleet_chunks(state, view, check_lines))
