@@ -1,4 +1,4 @@
-"""Build hook: compiles mibs/UNHINDERED-MIB into probes/snmp/mibs/UNHINDERED-MIB.py with
+"""Build hook: compiles mibs/UNHINDERED-MIB into unhindered/snmp/mibs/UNHINDERED-MIB.py with
 pysmi (a build requirement) before the Python files are collected, for wheels and for
 editable installs alike. Everything else is in pyproject.toml."""
 
@@ -13,10 +13,10 @@ HERE = Path(__file__).resolve().parent
 
 class BuildPyWithMib(build_py):
     def run(self) -> None:
-        # Loaded by path: importing the probes package needs its run-time dependencies,
+        # Loaded by path: importing the unhindered package needs its run-time dependencies,
         # which the isolated build environment does not have.
         spec = importlib.util.spec_from_file_location(
-            "_unhindered_mibcompile", HERE / "probes" / "snmp" / "mibcompile.py")
+            "_unhindered_mibcompile", HERE / "unhindered" / "snmp" / "mibcompile.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         written = module.compile_mib()

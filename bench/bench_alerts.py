@@ -29,8 +29,8 @@ from bench.blackbox import LISTEN as BLACKBOX_LISTEN
 from bench.blackbox import PROGRAM as BLACKBOX
 from bench.blackbox import Blackbox
 from bench.common import BenchError, Goal, PartResult, ensure_programs, quantile, table
-from tests.lab.netns import Lab
-from tests.netlab.alerting import CENTRE_MAIL, alert_lab
+from tests.support.alerting import CENTRE_MAIL, alert_lab
+from tests.support.lab.netns import Lab
 
 MISSIONS = ("FRA", "GBR", "ESP", "ITA", "DEU")
 GOAL_P95_S = 30.0

@@ -226,7 +226,7 @@ def register_cli(url: str, probes: list[tuple[str, str]], workdir: Path) -> dict
 def register_in_process(url: str, probes: list[tuple[str, str]]) -> dict[str, str]:
     """The function `probes add --token-file` calls (Store.add_probe), for 250 probes at
     once: 250 CLI start-ups would take about four minutes of the part's three."""
-    from collector.store import Store
+    from collector.store.database import Store
 
     store = Store(url)
     try:
@@ -566,7 +566,7 @@ def run_ingest(results: int = RESULTS) -> PartResult:
 def render_codes(count: int) -> list[str]:
     """The shipped inventory's codes (193 Member States, 2 Observer States), then
     organisation-style codes (valid mission codes not in the inventory)."""
-    from collector.inventory import default_inventory
+    from collector.inventory.sites import default_inventory
 
     codes = sorted(m.code for m in default_inventory().missions)
     codes += [f"ORG-{i:03d}" for i in range(1, count - len(codes) + 1)]

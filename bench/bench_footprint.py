@@ -44,8 +44,8 @@ from bench.common import (
     table,
     write_probe_config,
 )
-from tests.lab.netns import Lab
-from tests.netlab.spine import Collector
+from tests.support.lab.netns import Lab
+from tests.support.spine import Collector
 
 TARGETS = 10
 INTERVAL_S = 1.0  # the smallest interval_s a check accepts
@@ -60,7 +60,7 @@ IMPORT_STEPS: list[tuple[str, str]] = [
     # pydantic-core maps most of itself, and looks for plugins, at the first model built.
     ("pydantic (first model built)", "class _First(BaseModel):\n    x: int"),
     ("yaml", "import yaml"),
-    ("probes.measurement", "import probes.measurement"),
+    ("unhindered.measurement", "import unhindered.measurement"),
     ("ssl (tcp/http checks, HTTPS)", "import ssl"),
     ("dnspython (probes.checks.dns)", "import dns.asyncquery, dns.message, dns.rdata"),
     ("urllib.request (probes.transport)", "import urllib.request"),

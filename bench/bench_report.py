@@ -36,17 +36,17 @@ from sqlalchemy import text
 from bench.bench_collector import database
 from bench.common import Goal, PartResult, table
 from collector.config import RetentionSettings
-from collector.hysteresis import Machine, Policy
-from collector.inventory import default_inventory
+from collector.inventory.sites import default_inventory
 from collector.report.compute import compute
 from collector.report.formats import gettext_for, to_csv, to_json
 from collector.report.html import to_html
 from collector.report.pdf import to_pdf
 from collector.report.period import period_of
 from collector.report.policy import CountingPolicy
-from collector.rollups import DAY, HOUR, MINUTE, Rollups, histogram
-from collector.store import Store
-from collector.timeline import Timelines
+from collector.state.hysteresis import Machine, Policy
+from collector.state.timeline import Timelines
+from collector.store.database import Store
+from collector.store.rollups import DAY, HOUR, MINUTE, Rollups, histogram
 
 YEAR = 2025
 MISSIONS = 250
@@ -180,8 +180,8 @@ def write_year(store: Store, start: float, end: float, missions: int,
 def sample_write_path(store: Store, start: float) -> tuple[int, float]:
     """SAMPLE_MISSIONS x 3 checks for SAMPLE_HOURS at 10 s through store_batch, Timelines
     and Rollups: rounds and seconds."""
-    from probes.measurement import Batch
     from tests.unit.test_measurement import icmp
+    from unhindered.measurement import Batch
 
     timelines = Timelines(store, lambda _m: Policy())
     rollups = Rollups(store)

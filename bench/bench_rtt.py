@@ -41,7 +41,7 @@ from bench.common import (
     table,
     write_probe_config,
 )
-from tests.lab.netns import Lab
+from tests.support.lab.netns import Lab
 
 DELAYS_S = (0.0, 0.020, 0.150)
 PACKETS_PER_ROUND = 50

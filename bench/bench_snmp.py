@@ -20,8 +20,8 @@ from pathlib import Path
 import yaml
 
 from bench.common import PYTHON, BenchError, Goal, PartResult, fmt, proc_figures, table
-from tests.snmp_support import AUTH_KEY, MIB_ARGS, PRIV_KEY, USER, program, start_snmptrapd, v3
 from tests.support import free_port
+from tests.support.snmp import AUTH_KEY, MIB_ARGS, PRIV_KEY, USER, program, start_snmptrapd, v3
 
 CHECKS = 10
 WARMUP_S = 6.0

@@ -90,14 +90,14 @@ async def serve_probe_agents(ports: list[int], workdir: Path) -> None:
     from pysnmp.carrier.asyncio.dgram import udp
     from pysnmp.entity import config
 
-    from probes.checks.tcp import TcpCheck
     from probes.checkstate import CheckStates
-    from probes.measurement import TcpFigures, TcpMeasurement
     from probes.outbox import Outbox
-    from probes.snmp.agent import bind_socket
     from probes.snmp.service import SnmpService
-    from probes.snmp.settings import AgentSettings, SnmpSettings
     from probes.snmp.values import ProbeFacts
+    from unhindered.checks.tcp import TcpCheck
+    from unhindered.measurement import TcpFigures, TcpMeasurement
+    from unhindered.snmp.settings import AgentSettings, SnmpSettings
+    from unhindered.snmp.udp import bind_socket
 
     checks = [TcpCheck(id=f"check-{i}", kind="tcp", target=f"198.51.100.{i}", port=443)
               for i in range(1, CHECKS + 1)]
@@ -117,7 +117,7 @@ async def serve_probe_agents(ports: list[int], workdir: Path) -> None:
                                                       time.monotonic()), outbox)
     await service.start()
     for i, port in enumerate(ports[1:], start=2):
-        sock = bind_socket(AgentSettings(listen=f"127.0.0.1:{port}"))
+        sock = bind_socket("127.0.0.1", port, "SNMP agent")
         config.add_transport(service.engine, (*udp.DOMAIN_NAME, i),
                              udp.UdpAsyncioTransport().open_server_mode(sock=sock))
     print("ready", flush=True)
@@ -171,7 +171,7 @@ def _netsnmp(commands: list[list[str]], agents: int) -> Sweep:
 
 
 def _v3_args() -> list[str]:
-    from tests.snmp_support import v3
+    from tests.support.snmp import v3
     return v3(USER["name"], USER["auth_key"], USER["priv_key"])
 
 
@@ -210,8 +210,8 @@ def run() -> PartResult:
     from collector.snmp.router import COLUMNS as ROUTER_COLUMNS
     from collector.snmp.settings import Agent
     from collector.snmp.walk import Peer
-    from probes.snmp.values import CHECK_COLUMNS
-    from tests.snmp.netsnmp import ROUTER_COMMUNITY, snmpd_argv, snmpd_env
+    from tests.support.netsnmp import ROUTER_COMMUNITY, snmpd_argv, snmpd_env
+    from unhindered.snmp.values import CHECK_COLUMNS
 
     for program in ("snmpd", "snmpbulkwalk", "snmpget"):
         if subprocess.run(["which", program], capture_output=True).returncode != 0:

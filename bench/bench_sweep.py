@@ -35,7 +35,7 @@ from bench.common import (
     table,
     write_probe_config,
 )
-from tests.lab.netns import Lab
+from tests.support.lab.netns import Lab
 
 TARGETS = 200
 REPEATS = 3

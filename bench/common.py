@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # tests.lab / tests.netlab are imported from the checkout
+if str(REPO) not in sys.path:  # tests.support.lab / tests.netlab are imported from the checkout
     sys.path.insert(0, str(REPO))
 
 PYTHON = sys.executable

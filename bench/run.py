@@ -28,7 +28,7 @@ from bench import (
     bench_sweep,
 )
 from bench.common import PartResult, table
-from tests.lab.netns import unavailable_reason
+from tests.support.lab.netns import unavailable_reason
 
 PARTS = ("rtt", "footprint", "sweep", "ingest", "render", "snmp", "alerts", "report")
 ON_DEMAND = ("report",)  # about 11 minutes: only when named

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from collector import config as collector_config
 from collector import grafana_push
-from collector.central import CentralChecks
-from collector.store import ProbeExists, Store
-from probes import logsetup
-from probes.configfile import ConfigError
-from probes.measurement import Identifier, MissionCode
+from collector.inventory.central import CentralChecks
+from collector.store.database import ProbeExists, Store
+from unhindered import logsetup
+from unhindered.configfile import ConfigError
+from unhindered.measurement import Identifier, MissionCode
 
 EXIT_CONFIG = 2
 log = logging.getLogger("collector")
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from aiohttp import web
 
-    from collector.web import create_app
+    from collector.web.app import create_app
 
     store = Store(config.database.url)
     try:

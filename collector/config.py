@@ -14,12 +14,12 @@ from pydantic import (
     model_validator,
 )
 
-from collector.hysteresis import Policy
-from collector.inventory import Inventory, default_inventory, load_inventory
-from collector.maintenance import TimeZoneName
+from collector.inventory.maintenance import TimeZoneName
+from collector.inventory.sites import Inventory, default_inventory, load_inventory
 from collector.snmp.settings import SnmpSettings
-from probes.configfile import load_model, resolve_path
-from probes.logsetup import LoggingSettings
+from collector.state.hysteresis import Policy
+from unhindered.configfile import load_model, resolve_path
+from unhindered.logsetup import LoggingSettings
 
 DEFAULT_PORT = 9640
 

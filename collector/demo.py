@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.store import Store
+from collector.store.database import Store
 
 # Missions and what each one's probe measures. The closed port shows a refused check.
 MISSIONS = {"FRA": "127.0.0.11", "KEN": "127.0.0.12", "BRA": "127.0.0.13"}

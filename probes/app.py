@@ -22,14 +22,14 @@ from probes.central import CentralChecks, merge
 from probes.checks import CheckBase, icmp
 from probes.checkstate import CheckStates
 from probes.config import ProbeConfig
-from probes.configfile import ConfigError
 from probes.enroll import credential
 from probes.local import LocalContext
-from probes.measurement import AnyMeasurement
 from probes.outbox import Outbox
 from probes.reporters.http_push import HttpPusher
 from probes.rounds import measure
 from probes.selfmetrics import ProbeMetrics
+from unhindered.configfile import ConfigError
+from unhindered.measurement import AnyMeasurement
 
 log = logging.getLogger(__name__)
 METRICS_REFRESH_S = 2.0  # how fresh the outbox figures in the probe's /metrics are

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from probes.checks import CheckBase, CheckConfig
 from probes.transport import Transport, TransportError
+from unhindered.checks import CheckBase, CheckConfig
 
 log = logging.getLogger(__name__)
 _check = TypeAdapter(CheckConfig)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from enum import IntEnum
 
 from probes.checks import CheckBase
-from probes.measurement import AnyMeasurement
+from unhindered.measurement import AnyMeasurement
 
 log = logging.getLogger(__name__)
 LOCAL_GROUP = "local"  # the probe's own side: left out of the mission's access state

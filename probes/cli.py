@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from probes import config as probe_config
-from probes import logsetup
-from probes.configfile import ConfigError
+from unhindered import logsetup
+from unhindered.configfile import ConfigError
 
 EXIT_CONFIG = 2
 

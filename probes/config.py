@@ -17,13 +17,13 @@ from pydantic import (
 )
 
 from probes.central import CentralSettings
-from probes.checks import CheckConfig
-from probes.checks.icmp import IcmpSettings
-from probes.configfile import load_model, resolve_path
 from probes.local import GATEWAY_CHECK_ID, RESOLVER_CHECK_ID, LocalSettings
-from probes.logsetup import LoggingSettings
-from probes.measurement import Identifier, MissionCode
-from probes.snmp.settings import SnmpSettings
+from unhindered.checks import CheckConfig
+from unhindered.checks.icmp import IcmpSettings
+from unhindered.configfile import load_model, resolve_path
+from unhindered.logsetup import LoggingSettings
+from unhindered.measurement import Identifier, MissionCode
+from unhindered.snmp.settings import SnmpSettings
 
 
 class _Section(BaseModel):

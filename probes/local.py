@@ -14,10 +14,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from probes.checks.base import CheckBase
-from probes.checks.dns import DnsCheck
-from probes.checks.icmp import IcmpCheck
-from probes.measurement import AnyMeasurement
+from unhindered.checks.base import CheckBase
+from unhindered.checks.dns import DnsCheck
+from unhindered.checks.icmp import IcmpCheck
+from unhindered.measurement import AnyMeasurement
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from probes.checks import KINDS, CheckBase, CheckOutcome, icmp
 from probes.config import ProbeConfig
-from probes.measurement import AnyMeasurement, FailureReason
+from unhindered.measurement import AnyMeasurement, FailureReason
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ import jinja2
 import yaml
 
 from collector.config import AlertingSettings
-from collector.inventory import Inventory
-from collector.statuspage import load_translations
+from collector.inventory.sites import Inventory
+from unhindered.i18n import load_translations
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "alertmanager"
 TEMPLATE_FILE = "unhindered-email.tmpl"
-DOMAIN = "alerts"  # gettext domain of the e-mails: babel-alerts.cfg, collector/locale/
+DOMAIN = "alerts"  # gettext domain of the e-mails: babel-alerts.cfg, unhindered/locale/
 CENTRE = "centre"
 WATCHDOG = "watchdog"
 

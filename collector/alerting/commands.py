@@ -10,7 +10,7 @@ from collector.alerting import silences
 from collector.alerting.amapi import AlertmanagerError
 from collector.alerting.amconfig import write_config
 from collector.config import CollectorConfig
-from probes.configfile import ConfigError
+from unhindered.configfile import ConfigError
 
 EXIT_CONFIG = 2
 

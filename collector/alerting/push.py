@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from collector.alerting.amapi import AlertmanagerError, call, iso
-from collector.timeline import ALL_GROUPS
+from collector.state.timeline import ALL_GROUPS
 
 log = logging.getLogger(__name__)
 _STOP = object()

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from collector.alerting.amapi import call, iso
-from collector.inventory import Inventory
-from collector.maintenance import occurrences, zone
+from collector.inventory.maintenance import occurrences, zone
+from collector.inventory.sites import Inventory
 
 CREATED_BY = "unhindered-collector"
 MARK = "[unhindered maintenance]"

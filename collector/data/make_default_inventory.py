@@ -185,8 +185,8 @@ def render() -> str:
 
 def _valid(text: str) -> None:
     """The output loads as an inventory: a generator bug fails here, not at a mission."""
-    from collector.inventory import Inventory
-    from probes.configfile import parse_model
+    from collector.inventory.sites import Inventory
+    from unhindered.configfile import parse_model
 
     inventory = parse_model(text, OUTPUT, Inventory)
     assert len(inventory.missions) == 195

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from collector.config import CollectorConfig
 from collector.report.period import PeriodError, period_of
-from probes.configfile import ConfigError
+from unhindered.configfile import ConfigError
 
 FORMATS = ("csv", "json", "html", "pdf")
 
@@ -58,8 +58,8 @@ def run(args: argparse.Namespace, config: CollectorConfig) -> int:
     from collector.report.formats import gettext_for, to_csv, to_json
     from collector.report.html import to_html
     from collector.report.policy import CountingPolicy
-    from collector.statuspage import LANGUAGES
-    from collector.store import Store
+    from collector.store.database import Store
+    from unhindered.i18n import LANGUAGES
 
     if args.lang not in LANGUAGES:
         print(f"unhindered-collector report: --lang {args.lang!r}: expected one of "

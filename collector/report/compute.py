@@ -19,16 +19,16 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import case, func, select
 
-from collector.inventory import Inventory
-from collector.maintenance import Interval
+from collector.inventory.maintenance import Interval
+from collector.inventory.sites import Inventory
 from collector.report.period import Period
 from collector.report.policy import CountingPolicy
-from collector.rollups import DAY, histogram_percentile
-from collector.schema import access_intervals, rollups, state_intervals
-from collector.store import Store
-from collector.timeline import ALL_GROUPS
+from collector.state.timeline import ALL_GROUPS
+from collector.store.database import Store
+from collector.store.rollups import DAY, histogram_percentile
+from collector.store.schema import access_intervals, rollups, state_intervals
+from unhindered.states import STATES
 
-STATES = ("up", "degraded", "down", "unknown")
 # Mission uptime classes of the fleet summary's distribution, as (lower bound %, label).
 UPTIME_CLASSES = ((99.9, "≥ 99.9 %"), (99.5, "99.5 to 99.9 %"), (99.0, "99 to 99.5 %"),
                   (95.0, "95 to 99 %"), (0.0, "< 95 %"))

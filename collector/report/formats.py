@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from collector.report.compute import Figures, Report
-from collector.statuspage import load_translations
+from unhindered.i18n import load_translations
 
 Gettext = Callable[[str], str]
 

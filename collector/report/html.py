@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from collector.inventory import Inventory
+from collector import TEMPLATES
+from collector.inventory.sites import Inventory
 from collector.report import charts
 from collector.report.compute import Report
 from collector.report.formats import iso, methodology
-from collector.statuspage import TEMPLATES, load_translations
+from unhindered.i18n import load_translations
 
 
 def duration(seconds: float | None) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fpdf import FPDF
 
-from collector.inventory import Inventory
+from collector.inventory.sites import Inventory
 from collector.report import charts
 from collector.report.compute import Report
 from collector.report.formats import gettext_for, iso, methodology

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from collector.maintenance import local_to_utc, zone
+from collector.inventory.maintenance import local_to_utc, zone
 
 
 class PeriodError(ValueError):

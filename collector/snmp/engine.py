@@ -13,7 +13,7 @@ from pysnmp.entity.engine import SnmpEngine
 from pysnmp.proto import errind
 from pysnmp.proto.secmod.rfc3414.service import UsmSecurityParameters
 
-from probes.snmp.settings import SnmpUser
+from unhindered.snmp.settings import SnmpUser
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from functools import cache
 
 from pysnmp.smi.builder import MibBuilder
 
-from probes.snmp import mibs
+from unhindered.snmp import mibs
 
 Oid = tuple[int, ...]
 

@@ -15,8 +15,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from collector.snmp import mib
 from collector.snmp.walk import Oid, Peer, WalkError
-from probes.measurement import PROTOCOL_VERSION, Batch, FailureReason, Measurement
-from probes.snmp.values import CHECK_COLUMNS, TRUE
+from unhindered.measurement import PROTOCOL_VERSION, Batch, FailureReason, Measurement
+from unhindered.snmp.values import CHECK_COLUMNS, TRUE
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,6 @@
-"""The collector's SNMP side, started and stopped with the web app: one engine, the
-notification receiver, the probe and router pollers, and their series on /metrics."""
+"""The collector's SNMP side, started and stopped with the Collector (collector/core.py):
+one engine, the notification receiver, the probe and router pollers, and their series on
+/metrics. Results it polls go through `Collector.store_results`, as HTTP pushes do."""
 
 from __future__ import annotations
 
@@ -7,13 +8,12 @@ import asyncio
 import logging
 import socket
 import time
+from typing import TYPE_CHECKING
 
-from aiohttp import web
 from pysnmp.carrier.asyncio.dgram import udp, udp6
 from pysnmp.entity import config
 from pysnmp.entity.engine import SnmpEngine
 
-from collector import web as collector_web
 from collector.snmp.engine import Drops
 from collector.snmp.exporter import SnmpExporter
 from collector.snmp.poller import ProbePoller
@@ -21,16 +21,18 @@ from collector.snmp.receiver import CHECK_NOTIFICATIONS, Notification, Receiver
 from collector.snmp.router import RouterPoller, RouterReading
 from collector.snmp.settings import SnmpSettings
 from collector.snmp.walk import Peer
-from probes.snmp.agent import bind_socket
-from probes.snmp.settings import AgentSettings
+from unhindered.snmp.udp import bind_socket
+
+if TYPE_CHECKING:  # the Collector imports this module when SNMP is configured
+    from collector.core import Collector
 
 log = logging.getLogger(__name__)
 
 
 class SnmpService:
-    def __init__(self, settings: SnmpSettings, app: web.Application) -> None:
+    def __init__(self, settings: SnmpSettings, collector: Collector) -> None:
         self.settings = settings
-        self.app = app
+        self.collector = collector
         self.engine = SnmpEngine()
         self.drops = Drops(self.engine)
         self.readings: dict[tuple[str, str], RouterReading] = {}
@@ -41,13 +43,12 @@ class SnmpService:
 
     async def start(self) -> None:
         settings = self.settings
-        self.app[collector_web.METRICS].registry.register(self.exporter)
+        self.collector.metrics.registry.register(self.exporter)
         if settings.receiver is not None:
             receiver = settings.receiver
             # Bound here, so that a port in use stops the start with a clear error
             # (pysnmp would bind later, inside the loop, and only log it).
-            host = f"[{receiver.host}]" if ":" in receiver.host else receiver.host
-            sock = bind_socket(AgentSettings(listen=f"{host}:{receiver.port}"))
+            sock = bind_socket(receiver.host, receiver.port, "SNMP receiver")
             if sock.family == socket.AF_INET6:
                 domain, transport = udp6.DOMAIN_NAME, udp6.Udp6AsyncioTransport()
             else:
@@ -72,7 +73,7 @@ class SnmpService:
         if self.receiver is not None:
             self.receiver.close()
         self.engine.close_dispatcher()
-        self.app[collector_web.METRICS].registry.unregister(self.exporter)
+        self.collector.metrics.registry.unregister(self.exporter)
 
     def _counting(self, kind: str):
         def outcome(result: str) -> None:
@@ -80,7 +81,7 @@ class SnmpService:
         return outcome
 
     async def _store(self, batch):
-        return await collector_web.store_results(self.app, batch)
+        return await self.collector.store_results(batch)
 
     # --- notifications ---
 
@@ -91,10 +92,10 @@ class SnmpService:
         task.add_done_callback(self.pending.discard)
 
     async def _apply(self, n: Notification) -> None:
-        app = self.app
+        collector = self.collector
         try:
-            probe = await collector_web.in_db(app, app[collector_web.STORE].probe, n.probe_id)
-            horizon = time.time() + app[collector_web.CONFIG].ingest.max_future_s
+            probe = await collector.in_db(collector.store.probe, n.probe_id)
+            horizon = time.time() + collector.config.ingest.max_future_s
             if n.changed_at.timestamp() > horizon:
                 self.drops["malformed"] += 1
                 log.warning("dropped %s from %s: its time %s is in the future (check the "
@@ -116,18 +117,18 @@ class SnmpService:
             log.exception("applying %s from %s failed", n.name, n.source)
 
     async def _apply_check(self, n: Notification) -> None:
-        app = self.app
+        collector = self.collector
         check_id = str(n.values["unhCheckName"])
         state = str(n.values["unhCheckState"])
         reason = n.values["unhCheckFailureReason"]
         cause = f"snmp {n.name}" + (f" ({reason})" if reason else "")
-        timelines = app[collector_web.TIMELINES]
+        timelines = collector.timelines
         group = timelines.groups.get((n.mission, check_id))
-        app[collector_web.STATE].note_check(
+        collector.state.note_check(
             n.mission, check_id, str(n.values["unhCheckKind"]),
             str(n.values["unhCheckTarget"]), n.probe_id, group or "internet")
-        changed = await collector_web.in_db(
-            app, timelines.confirm, n.mission, check_id, group, n.changed_at.timestamp(),
+        changed = await collector.in_db(
+            timelines.confirm, n.mission, check_id, group, n.changed_at.timestamp(),
             state, cause)
         log.info("probe %s of %s: %s %s -> %s at %s%s", n.probe_id, n.mission, n.name,
                  check_id, state, n.changed_at.isoformat(), "" if changed else " (no change)")

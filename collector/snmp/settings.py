@@ -7,11 +7,11 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from probes.measurement import Identifier, MissionCode
+from unhindered.measurement import Identifier, MissionCode
 
 # One rule for communities on both sides (not public, private or empty).
-from probes.snmp.settings import SnmpUser
-from probes.snmp.settings import _refuse_public as refuse_public
+from unhindered.snmp.settings import SnmpUser
+from unhindered.snmp.settings import _refuse_public as refuse_public
 
 Community = Annotated[str, Field(min_length=1, max_length=64)]
 

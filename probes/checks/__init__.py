@@ -1,17 +1,19 @@
 """Check kinds: one module each, all with the same signature
-``async def run(check: <Kind>Check) -> CheckOutcome``, registered here."""
+``async def run(check: <Kind>Check) -> CheckOutcome``, registered here. Their settings
+are the shared core's (unhindered/checks/)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from probes.checks import dns, http, icmp, tcp
-from probes.checks.base import CheckBase, CheckOutcome
-from probes.measurement import (
+from probes.checks.base import CheckOutcome
+from unhindered.checks import CheckBase, DnsCheck, HttpCheck, IcmpCheck, TcpCheck
+from unhindered.measurement import (
     DnsMeasurement,
     HttpMeasurement,
     IcmpMeasurement,
@@ -29,14 +31,10 @@ class CheckKind:
 
 
 KINDS: dict[str, CheckKind] = {
-    "icmp": CheckKind(icmp.IcmpCheck, icmp.run, IcmpMeasurement, icmp.no_figures),
-    "tcp": CheckKind(tcp.TcpCheck, tcp.run, TcpMeasurement, TcpFigures),
-    "http": CheckKind(http.HttpCheck, http.run, HttpMeasurement, http.no_figures),
-    "dns": CheckKind(dns.DnsCheck, dns.run, DnsMeasurement, dns.no_figures),
+    "icmp": CheckKind(IcmpCheck, icmp.run, IcmpMeasurement, icmp.no_figures),
+    "tcp": CheckKind(TcpCheck, tcp.run, TcpMeasurement, TcpFigures),
+    "http": CheckKind(HttpCheck, http.run, HttpMeasurement, http.no_figures),
+    "dns": CheckKind(DnsCheck, dns.run, DnsMeasurement, dns.no_figures),
 }
 
-CheckConfig = Annotated[
-    icmp.IcmpCheck | tcp.TcpCheck | http.HttpCheck | dns.DnsCheck, Field(discriminator="kind")
-]
-
-__all__ = ["KINDS", "CheckBase", "CheckConfig", "CheckKind", "CheckOutcome"]
+__all__ = ["KINDS", "CheckBase", "CheckKind", "CheckOutcome"]

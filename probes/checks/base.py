@@ -7,32 +7,9 @@ import ipaddress
 import socket
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
-from probes.measurement import FailureReason, Identifier
-
-
-class CheckBase(BaseModel):
-    """Fields common to every check in the probe's config."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: Identifier = Field(description="unique within the probe; names the check everywhere")
-    group: Identifier = Field(
-        "internet", description="what access the check proves, e.g. internet, documents"
-    )
-    target: str = Field(min_length=1, max_length=255, description="IP address or host name")
-    interval_s: float = Field(
-        30.0, ge=0.1, le=86_400, description="seconds between rounds (under 1 s: labs only)")
-    timeout_s: float = Field(2.0, gt=0, le=60, description="seconds to wait for an answer")
-    ip_version: Literal[4, 6] | None = Field(
-        None, description="address family; required for a host name with both families"
-    )
-    confirm_count: int = Field(
-        2, ge=0, le=10,
-        description="after a round that changes the outcome, re-check up to this many times")
-    confirm_interval_s: float = Field(
-        2.0, ge=0.1, le=60, description="seconds between confirmation rounds")
+from unhindered.measurement import FailureReason
 
 
 class CheckOutcome(BaseModel):

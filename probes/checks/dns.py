@@ -21,114 +21,25 @@ import dns.rcode
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
-from pydantic import Field, ValidationInfo, field_validator
 
-from probes.checks.base import CheckBase, CheckOutcome
-from probes.measurement import DnsFigures, FailureReason
-
-RecordType = Literal["A", "AAAA", "CNAME", "MX", "NS", "TXT", "SOA", "PTR", "SRV"]
+from probes.checks.base import CheckOutcome
+from unhindered.checks.dns import MAX_ANSWERS, DnsCheck, canonical, normalise
+from unhindered.measurement import DnsFigures, FailureReason
 
 # The EDNS payload we advertise: the DNS Flag Day 2020 size, which fits an unfragmented
 # packet on practically every path. Larger answers arrive truncated and are fetched over
 # TCP, which is what a modern stub resolver does too.
 EDNS_PAYLOAD = 1232
-# Record types whose rdata holds domain names: compared case-insensitively.
-_NAME_TYPES = {
-    dns.rdatatype.CNAME, dns.rdatatype.MX, dns.rdatatype.NS, dns.rdatatype.PTR,
-    dns.rdatatype.SRV, dns.rdatatype.SOA,
-}
 # Linux values; socket has the names from Python 3.12 on.
 _IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
 _IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
 _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
-# DnsFigures limits: 100 answers of at most 512 characters each.
-_MAX_ANSWERS = 100
-_MAX_ANSWER_CHARS = 512
+_MAX_ANSWER_CHARS = 512  # DnsFigures' limit per answer
 _MAX_DETAIL = 500
-
-
-class DnsCheck(CheckBase):
-    kind: Literal["dns"]
-    # target (from CheckBase): the resolver's IP address, never a name.
-    name: str = Field(min_length=1, max_length=253, description="the name to look up")
-    record_type: RecordType = "A"
-    port: int = Field(53, ge=1, le=65_535)
-    expected_answers: list[str] | None = Field(
-        None, max_length=_MAX_ANSWERS,
-        description="the exact answer set required; [] requires an empty answer",
-    )
-
-    @field_validator("target")
-    @classmethod
-    def _resolver_is_an_address(cls, value: str) -> str:
-        try:
-            address = ipaddress.ip_address(value)
-        except ValueError:
-            # Looking the resolver up would need a working resolver: the very thing checked.
-            raise ValueError(
-                "the resolver of a dns check must be an IP address, not a host name"
-            ) from None
-        if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
-            raise ValueError("a resolver address with a zone index (%...) is not supported")
-        return value
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, value: str) -> str:
-        try:
-            dns.name.from_text(value)
-        except dns.exception.DNSException as exc:
-            raise ValueError(f"not a valid DNS name: {exc}") from None
-        return value
-
-    @field_validator("ip_version")
-    @classmethod
-    def _family_of_resolver(cls, value: int | None, info: ValidationInfo) -> int | None:
-        target = info.data.get("target")  # absent when the target itself was refused
-        if value is not None and target is not None and (
-            ipaddress.ip_address(target).version != value
-        ):
-            raise ValueError(f"the resolver {target} is not an IPv{value} address")
-        return value
-
-    @field_validator("expected_answers")
-    @classmethod
-    def _answers_parse(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
-        record_type = info.data.get("record_type")
-        if value is None or record_type is None:
-            return value
-        rdtype = dns.rdatatype.from_text(record_type)
-        for answer in value:
-            try:
-                _normalise(rdtype, answer)
-            except (dns.exception.DNSException, ValueError) as exc:
-                raise ValueError(
-                    f"{answer!r} is not a valid {record_type} record: {exc}"
-                ) from None
-        return value
 
 
 def no_figures() -> DnsFigures:
     return DnsFigures()
-
-
-def _canonical(rdata: dns.rdata.Rdata) -> str:
-    """The form answers are compared in. TXT: the record's strings joined, as SPF and DKIM
-    read them. Names: lower case, absolute (so a trailing dot never matters)."""
-    if rdata.rdtype == dns.rdatatype.TXT:
-        return b"".join(rdata.strings).decode("utf-8", errors="backslashreplace")
-    text = rdata.to_text()
-    return text.lower() if rdata.rdtype in _NAME_TYPES else text
-
-
-def _normalise(rdtype: dns.rdatatype.RdataType, text: str) -> str:
-    """An expected answer as written in the config, in the form of _canonical()."""
-    if rdtype == dns.rdatatype.TXT and not text.startswith('"'):
-        return text  # a bare TXT value is one string, spaces included
-    rdata = dns.rdata.from_text(
-        dns.rdataclass.IN, rdtype, text, origin=dns.name.root, relativize=False
-    )
-    return _canonical(rdata)
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -257,7 +168,7 @@ async def run(check: DnsCheck) -> CheckOutcome:
         if rrset.rdtype == rdtype and rrset.rdclass == dns.rdataclass.IN
         for rdata in rrset
     ]
-    answers = sorted(_shorten(r.to_text(), _MAX_ANSWER_CHARS) for r in records)[:_MAX_ANSWERS]
+    answers = sorted(_shorten(r.to_text(), _MAX_ANSWER_CHARS) for r in records)[:MAX_ANSWERS]
     figures = DnsFigures(query_s=query_s, rcode=rcode, answers=answers, transport=transport)
 
     def outcome(reason: FailureReason | None = None, detail: str | None = None) -> CheckOutcome:
@@ -268,8 +179,8 @@ async def run(check: DnsCheck) -> CheckOutcome:
     if rcode != "NOERROR":
         return outcome(FailureReason.DNS, f"rcode {rcode} for {asked}")
     if check.expected_answers is not None:
-        expected = {_normalise(rdtype, text) for text in check.expected_answers}
-        got = {_canonical(r) for r in records}
+        expected = {normalise(rdtype, text) for text in check.expected_answers}
+        got = {canonical(r) for r in records}
         if got != expected:
             half = (_MAX_DETAIL - 40) // 2
             return outcome(

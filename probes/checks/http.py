@@ -16,96 +16,22 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
-
 from probes.checks import tcp, tls
-from probes.checks.base import CheckBase, CheckOutcome, IPAddress, ResolveError, resolve
-from probes.configfile import resolve_path
-from probes.measurement import FailureReason, HttpFigures
+from probes.checks.base import CheckOutcome, IPAddress, ResolveError, resolve
+from unhindered.checks.http import DEFAULT_PORTS, HEADER_NAME, HttpCheck
+from unhindered.measurement import FailureReason, HttpFigures
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 NO_BODY_STATUSES = frozenset({204, 304})
-DEFAULT_PORTS = {"http": 80, "https": 443}
 USER_AGENT = "unhindered-probe"
 MAX_HEADER_LINES = 200  # a head line is also capped by the stream's 64 KiB limit
 # Credentials are not sent on to another host after a redirect (as curl and browsers do).
 CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
 _STATUS_LINE = re.compile(rb"(HTTP/\d\.\d) (\d{3})(?: (.*))?")
 _MAX_DETAIL = 500
-
-
-class HttpCheck(CheckBase):
-    kind: Literal["http"]
-    # target: the URL, http:// or https://
-    method: Literal["GET", "HEAD"] = "GET"
-    expected_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
-        default_factory=lambda: list(range(200, 400)), min_length=1,
-        description="statuses that count as success (of the last request of a redirect chain)",
-    )
-    body_regex: str | None = Field(
-        None, description="regular expression searched in the body (decoded as UTF-8)"
-    )
-    follow_redirects: bool = True
-    max_redirects: int = Field(5, ge=0, le=20)
-    tls_verify: bool = Field(True, description="verify the certificate chain and name")
-    ca_file: Path | None = Field(
-        None, description="PEM file of trusted CAs, replacing the system's"
-    )
-    headers: dict[str, str] = Field(
-        default_factory=dict, description="extra request headers; may replace Host"
-    )
-    server_name: str | None = Field(
-        None, min_length=1, max_length=253,
-        description="for the URL's own host: TLS SNI, verified name and Host header",
-    )
-    max_body_bytes: int = Field(
-        1 << 20, ge=1, le=64 << 20, description="read at most this much of the body"
-    )
-
-    @field_validator("target")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
-            raise ValueError("target must be an http:// or https:// URL with a host")
-        _ = parts.port  # raises ValueError for a port out of range
-        return value
-
-    @field_validator("body_regex")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"body_regex is not a valid regular expression: {exc}") from exc
-        return value
-
-    @field_validator("headers")
-    @classmethod
-    def _plain_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, text in value.items():
-            if not _HEADER_NAME.fullmatch(name):
-                raise ValueError(f"invalid header name {name!r}")
-            if not text.isascii() or any(c in text for c in "\r\n\0"):
-                raise ValueError(f"header {name}: the value must be ASCII on one line")
-        return value
-
-    @field_validator("ca_file")
-    @classmethod
-    def _relative_to_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return None if value is None else resolve_path(value, info)
-
-    @model_validator(mode="after")
-    def _head_has_no_body(self) -> HttpCheck:
-        if self.method == "HEAD" and self.body_regex is not None:
-            raise ValueError("body_regex needs method GET: a HEAD answer has no body")
-        return self
 
 
 def no_figures() -> HttpFigures:
@@ -410,7 +336,7 @@ def parse_headers(lines: list[bytes]) -> dict[str, str]:
     headers: dict[str, str] = {}
     for raw in lines:
         name, sep, value = raw.decode("latin-1").rstrip("\r\n").partition(":")
-        if not sep or not _HEADER_NAME.fullmatch(name):
+        if not sep or not HEADER_NAME.fullmatch(name):
             raise _Failed(FailureReason.ERROR, f"malformed header line: {raw[:100]!r}")
         key, value = name.lower(), value.strip()
         headers[key] = f"{headers[key]}, {value}" if key in headers else value

@@ -28,10 +28,9 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from probes.checks.base import CheckBase, CheckOutcome, ResolveError, resolve
-from probes.measurement import FailureReason, IcmpFigures
+from probes.checks.base import CheckOutcome, ResolveError, resolve
+from unhindered.checks.icmp import IcmpCheck, IcmpSettings
+from unhindered.measurement import FailureReason, IcmpFigures
 
 log = logging.getLogger(__name__)
 
@@ -53,25 +52,6 @@ ECHO_REPLY = {4: 0, 6: 129}
 ERROR_TYPES = {4: {3: "destination unreachable", 11: "time exceeded"},
                6: {1: "destination unreachable", 3: "time exceeded"}}
 SEQ_QUARANTINE_S = 10.0  # a sequence number is not reused sooner than this
-
-
-class IcmpSettings(BaseModel):
-    """The probe-wide ICMP engine settings (the `icmp:` section of the probe's config)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    socket: Literal["auto", "raw", "datagram"] = Field(
-        "auto", description="auto: raw when privileged, else the unprivileged datagram socket")
-    min_gap_s: float = Field(0.001, ge=0, le=1,
-                             description="least time between any two packets the probe sends")
-
-
-class IcmpCheck(CheckBase):
-    kind: Literal["icmp"]
-    count: int = Field(5, ge=1, le=100, description="echo requests per round")
-    packet_interval_s: float = Field(
-        0.5, ge=0.01, le=10, description="seconds between the requests of one round")
-    payload_bytes: int = Field(56, ge=16, le=1400)
 
 
 def _checksum(data: bytes) -> int:

@@ -16,9 +16,9 @@ import random
 import time
 
 from probes.config import CollectorSettings
-from probes.measurement import PROTOCOL_VERSION, Ack
 from probes.outbox import Outbox
 from probes.transport import Transport, TransportError
+from unhindered.measurement import PROTOCOL_VERSION, Ack
 
 log = logging.getLogger(__name__)
 

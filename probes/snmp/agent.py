@@ -22,7 +22,8 @@ from pysnmp.entity.rfc3413 import cmdrsp, context
 from pysnmp.proto import rfc1905
 from pysnmp.smi.instrum import AbstractMibInstrumController
 
-from probes.snmp.settings import AgentSettings
+from unhindered.snmp.settings import AgentSettings
+from unhindered.snmp.udp import bind_socket
 
 log = logging.getLogger(__name__)
 SNAPSHOT_S = 0.5
@@ -30,7 +31,6 @@ SNAPSHOT_S = 0.5
 # client socket must not be the agent's (bound perhaps to loopback only).
 AGENT_DOMAIN_SUFFIX = (1,)
 
-RECEIVE_BUFFER = 1 << 20
 Bindings = list[tuple[tuple[int, ...], object]]
 
 
@@ -87,29 +87,10 @@ class StateInstrum(AbstractMibInstrumController):
         return answers
 
 
-def bind_socket(settings: AgentSettings) -> socket.socket:
-    """Binds now, so that a port in use stops the start with a clear error (pysnmp would
-    bind later, inside the loop)."""
-    host, port = settings.address
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    # Room for bursts (a walk's retries, a flood) while the loop is busy with a round; the
-    # kernel caps it at net.core.rmem_max.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(exc.errno, f"SNMP agent cannot listen on {settings.listen}: "
-                                 f"{exc.strerror}") from exc
-    sock.setblocking(False)
-    return sock
-
-
 def start_agent(engine: SnmpEngine, settings: AgentSettings, instrum: StateInstrum
                 ) -> socket.socket:
     """Serves `instrum` on the configured address; returns the bound socket."""
-    sock = bind_socket(settings)
+    sock = bind_socket(*settings.address, "SNMP agent")
     if sock.family == socket.AF_INET6:
         domain, transport = udp6.DOMAIN_NAME, udp6.Udp6AsyncioTransport()
     else:

@@ -21,8 +21,8 @@ from pysnmp.entity.rfc3413 import ntforg
 from pysnmp.proto import rfc1902
 
 from probes.checkstate import Change, State
-from probes.snmp.settings import NotificationTarget
 from probes.snmp.values import Mib, check_row
+from unhindered.snmp.settings import NotificationTarget
 
 log = logging.getLogger(__name__)
 CHECK_OBJECTS = ("unhCheckName", "unhCheckKind", "unhCheckTarget", "unhCheckState",

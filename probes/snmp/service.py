@@ -19,8 +19,8 @@ from probes.checkstate import CheckStates
 from probes.outbox import Outbox
 from probes.snmp.agent import StateInstrum, start_agent
 from probes.snmp.notify import V2C_SECURITY_NAME, Notifier
-from probes.snmp.settings import SnmpSettings
 from probes.snmp.values import Mib, ProbeFacts, check_row, probe_scalars
+from unhindered.snmp.settings import SnmpSettings
 
 log = logging.getLogger(__name__)
 OUTBOX_REFRESH_S = 2.0  # how fresh unhProbeOutboxDepth and the acknowledgement figures are

@@ -4,37 +4,25 @@ enterprise number is set in one place (mibs/UNHINDERED-MIB)."""
 
 from __future__ import annotations
 
-import struct
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 
 from probes.checkstate import EPOCH, CheckState, CheckStates
-from probes.measurement import AnyMeasurement
 from probes.outbox import OutboxStats
-from probes.snmp import mibs
-
-MAX_U32 = 2**32 - 1
-KINDS = {"icmp": 1, "tcp": 2, "http": 3, "dns": 4}  # unhCheckKind
-TRUE, FALSE = 1, 2  # TruthValue
-PROBE_SCALARS = (
-    "unhProbeVersion", "unhProbeUptime", "unhProbeId", "unhProbeMission",
-    "unhProbeOutboxDepth", "unhProbeLastAckTime", "unhProbeLastAckSeq", "unhProbeOutboxId",
-    "unhProbeAccessState", "unhProbeAccessLastChange")
-CHECK_COLUMNS = (
-    "unhCheckName", "unhCheckKind", "unhCheckTarget", "unhCheckState", "unhCheckRttMedian",
-    "unhCheckRttMin", "unhCheckRttMax", "unhCheckLoss", "unhCheckJitter",
-    "unhCheckLastChange", "unhCheckFailureReason", "unhCheckLastRound", "unhCheckGroup",
-    "unhCheckLastSeq", "unhCheckOk")
-NOTIFICATIONS = ("checkDown", "checkUp", "accessLost", "accessRestored")
-
-
-def date_and_time(at: datetime) -> bytes:
-    """DateAndTime (RFC 2579), 11-octet form, in UTC ('+', 0, 0)."""
-    at = at.astimezone(UTC)
-    return struct.pack(">HBBBBBBcBB", at.year, at.month, at.day, at.hour, at.minute,
-                       at.second, at.microsecond // 100_000, b"+", 0, 0)
+from unhindered.measurement import AnyMeasurement
+from unhindered.snmp import mibs
+from unhindered.snmp.values import (
+    CHECK_COLUMNS,
+    FALSE,
+    KINDS,
+    MAX_U32,
+    NOTIFICATIONS,
+    PROBE_SCALARS,
+    TRUE,
+    date_and_time,
+)
 
 
 def _micro(seconds: float | None) -> int:

@@ -16,11 +16,11 @@ from collector.alerting.push import (
     AlertPusher,
     fleet_wide,
 )
-from collector.hysteresis import Policy
-from collector.timeline import Timelines
+from collector.state.hysteresis import Policy
+from collector.state.timeline import Timelines
 from tests.integration.test_store import T0, batch_of, ingest
-from tests.promstack import ALERTMANAGER, alertmanager
 from tests.support import require_program, wait_for
+from tests.support.promstack import ALERTMANAGER, alertmanager
 
 pytestmark = pytest.mark.timeout(120)
 

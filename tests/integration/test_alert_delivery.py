@@ -14,12 +14,12 @@ from collector.alerting.amconfig import build_config, render_email_template
 from collector.alerting.push import AlertPusher
 from collector.cli import main
 from collector.config import AlertingSettings
-from collector.inventory import load_inventory
+from collector.inventory.sites import load_inventory
 from tests.integration.test_alertmanager_config import FRA_ONLY
-from tests.netlab.alerting import inventory_yaml
-from tests.promstack import ALERTMANAGER, alertmanager
-from tests.smtp_sink import smtp_sink
 from tests.support import require_program, wait_for
+from tests.support.alerting import inventory_yaml
+from tests.support.promstack import ALERTMANAGER, alertmanager
+from tests.support.smtp_sink import smtp_sink
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -124,7 +124,7 @@ def test_email_catalogs_are_current_and_french_mail_is_french(tmp_path):
         method_map, options_map = parse_mapping_cfg(f)
     used = {msg for _f, _l, msg, _c, _ctx in extract_from_dir(str(root), method_map,
                                                               options_map)}
-    locale = root / "collector" / "locale"
+    locale = root / "unhindered" / "locale"
     with (locale / "alerts.pot").open("rb") as f:
         assert {m.id for m in read_po(f) if m.id} == used, "run pybabel extract (docs/alerts.md)"
     for lang in ("ar", "zh", "fr", "ru", "es"):

@@ -13,10 +13,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 
-from collector import api
 from collector.config import CollectorConfig
-from collector.rollups import Rollups
-from collector.web import DB_THREAD, STORE, create_app
+from collector.store.rollups import Rollups
+from collector.web import api
+from collector.web.app import create_app
+from collector.web.context import COLLECTOR
 from tests.unit.test_measurement import icmp
 
 # An hour boundary a day ago: the hour of results below is over, so its rollup exists,
@@ -91,7 +92,7 @@ async def fleet(collector):
     # The rollups as the collector's background task makes them, on its database thread.
     app = collector.client.server.app
     await asyncio.get_running_loop().run_in_executor(
-        app[DB_THREAD], Rollups(app[STORE]).run, time.time())
+        app[COLLECTOR].db_thread, Rollups(app[COLLECTOR].store).run, time.time())
     return collector
 
 

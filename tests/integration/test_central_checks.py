@@ -14,7 +14,7 @@ from contextlib import suppress
 import pytest
 import yaml
 
-from collector.store import Store
+from collector.store.database import Store
 from tests.support import free_port, wait_for
 
 pytestmark = pytest.mark.slow

@@ -10,9 +10,9 @@ import time
 from urllib.parse import urlencode
 
 from dashboards import generate
-from tests import grafana_queries as gq
-from tests.promstack import prometheus
+from tests.support import grafana_queries as gq
 from tests.support import require_program
+from tests.support.promstack import prometheus
 
 UIDS = {"overview": "unhindered-overview", "mission": "unhindered-mission",
         "uptime": "unhindered-uptime"}

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.promstack import (
+from tests.support import free_port, require_program
+from tests.support.promstack import (
     ALERTMANAGER,
     HOST,
     PROMETHEUS,
     Prometheus,
     alertmanager,
 )
-from tests.support import free_port, require_program
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(180)

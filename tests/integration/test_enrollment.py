@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from collector.config import CollectorConfig
-from collector.web import create_app
+from collector.web.app import create_app
 from probes.config import ProbeConfig
 from probes.enroll import EnrollmentFailed, credential
 

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from collector import cli
-from tests.grafana_queries import DASHBOARDS
+from tests.support.grafana_queries import DASHBOARDS
 
 CONTRACTS = Path(__file__).resolve().parents[1] / "contracts" / "grafana"
 TOKEN = "glsa_recorded0000000000000000000000_0a1b2c3d"

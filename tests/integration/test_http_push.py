@@ -7,12 +7,12 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from collector.config import CollectorConfig, IngestSettings
-from collector.store import Store
-from collector.web import create_app
+from collector.store.database import Store
+from collector.web.app import create_app
 from probes.config import CollectorSettings
-from probes.measurement import IcmpFigures, IcmpMeasurement
 from probes.outbox import Outbox
 from probes.reporters.http_push import HttpPusher
+from unhindered.measurement import IcmpFigures, IcmpMeasurement
 
 
 def closed_port() -> int:

@@ -8,8 +8,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from collector.config import CollectorConfig, IngestSettings
-from collector.store import results
-from collector.web import create_app
+from collector.store.database import results
+from collector.web.app import create_app
 from tests.support import scrape_until
 from tests.unit.test_measurement import batch, icmp
 

@@ -6,8 +6,8 @@ import subprocess
 from aiohttp.test_utils import TestClient, TestServer
 
 from collector.config import CollectorConfig
-from collector.store import Store
-from collector.web import create_app
+from collector.store.database import Store
+from collector.web.app import create_app
 from tests.support import require_program, scrape_until
 from tests.unit.test_measurement import batch, icmp
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from probes.snmp import mibs
-from probes.snmp.mibcompile import compile_mib
 from tests.support import require_program
+from unhindered.snmp import mibs
+from unhindered.snmp.mibcompile import compile_mib
 
 ROOT = Path(__file__).resolve().parents[2]
 MIB = ROOT / "mibs" / "UNHINDERED-MIB"

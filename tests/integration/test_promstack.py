@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.promstack import ALERTMANAGER, PROMETHEUS, alertmanager, prometheus
 from tests.support import require_program, wait_for
+from tests.support.promstack import ALERTMANAGER, PROMETHEUS, alertmanager, prometheus
 
 pytestmark = pytest.mark.timeout(180)
 

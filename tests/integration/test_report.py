@@ -15,18 +15,18 @@ from datetime import UTC, datetime
 
 import pytest
 
-from collector.hysteresis import Policy
-from collector.inventory import Inventory
+from collector.inventory.sites import Inventory
 from collector.report.compute import compute
 from collector.report.formats import gettext_for, to_csv, to_json
 from collector.report.html import to_html
 from collector.report.pdf import to_pdf
 from collector.report.period import period_of
 from collector.report.policy import CountingPolicy
-from collector.rollups import Rollups
-from collector.timeline import Timelines
-from probes.measurement import Batch
+from collector.state.hysteresis import Policy
+from collector.state.timeline import Timelines
+from collector.store.rollups import Rollups
 from tests.unit.test_measurement import icmp
+from unhindered.measurement import Batch
 
 POLICY = Policy(fail_k=1, window_n=1, recover_m=1, silent_intervals=3)
 EXCLUDE, DOWN = CountingPolicy("exclude"), CountingPolicy("down")
@@ -322,7 +322,7 @@ async def test_chromium_renders_the_html_report(tmp_path):
     import threading
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-    from collector.store import Store
+    from collector.store.database import Store
     from tests.integration.test_status_page import SCREENSHOTS, browse, png_size
 
     store = Store(f"sqlite:///{tmp_path / 'c.sqlite'}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector.rollups import HOUR, MINUTE, Rollups, loss_ratio
+from collector.store.rollups import HOUR, MINUTE, Rollups, loss_ratio
 from tests.integration.test_store import T0, batch_of
 
 

@@ -17,7 +17,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.snmp_support import (
+from tests.support import free_port, wait_for
+from tests.support.snmp import (
     AUTH_KEY,
     COMMUNITY,
     MIB_ARGS,
@@ -30,7 +31,6 @@ from tests.snmp_support import (
     program,
     v3,
 )
-from tests.support import free_port, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -29,11 +29,12 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
 from collector.config import CollectorConfig
-from collector.rollups import Rollups
-from collector.statuspage import DEFAULT_LANGUAGE, LANGUAGES
-from collector.store import Store
-from collector.web import DB_THREAD, STORE, TIMELINES, create_app
+from collector.store.database import Store
+from collector.store.rollups import Rollups
+from collector.web.app import create_app
+from collector.web.context import COLLECTOR
 from tests.support import require_program
+from unhindered.i18n import DEFAULT_LANGUAGE, LANGUAGES
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -142,10 +143,10 @@ async def collector(tmp_path_factory):
                     headers={"Authorization": f"Bearer {tokens[code]}",
                              "Content-Type": "application/json"})
                 assert response.status == 200, await response.text()
-        loop = asyncio.get_running_loop()
+        collector = app[COLLECTOR]
         # What the collector's background jobs do every few seconds, done now.
-        await loop.run_in_executor(app[DB_THREAD], app[TIMELINES].tick, time.time())
-        await loop.run_in_executor(app[DB_THREAD], Rollups(store).run, time.time())
+        await collector.in_db(collector.timelines.tick, time.time())
+        await collector.in_db(Rollups(store).run, time.time())
         yield client
 
 
@@ -419,12 +420,12 @@ async def test_static_css_and_headers(collector):
 async def test_the_database_is_read_on_its_own_thread(collector, monkeypatch):
     app = collector.server.app
     threads = []
-    real = {name: getattr(app[STORE], name) for name in ("intervals", "list_probes")}
+    real = {name: getattr(app[COLLECTOR].store, name) for name in ("intervals", "list_probes")}
     for name, method in real.items():
         def spy(*args, _method=method, **kwargs):
             threads.append(threading.current_thread().name)
             return _method(*args, **kwargs)
-        monkeypatch.setattr(app[STORE], name, spy)
+        monkeypatch.setattr(app[COLLECTOR].store, name, spy)
     for path in ("/status", f"/status/{HISTORY}", f"/status/{DOWN}"):
         assert (await collector.get(path)).status == 200
     assert threads and all(name.startswith("db") for name in threads), threads
@@ -529,7 +530,7 @@ def check_catalogs() -> None:
         return {(m.context, m.id if isinstance(m.id, str) else m.id[0])
                 for m in catalog if m.id}
 
-    locale = root / "collector" / "locale"
+    locale = root / "unhindered" / "locale"
     with (locale / "messages.pot").open("rb") as f:
         assert ids(read_po(f)) == used, "run pybabel extract (docs/status-page.md)"
     for lang in LANGUAGES:

@@ -11,12 +11,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspect, text
 
-from collector.hysteresis import Policy
-from collector.schema import access_intervals, metadata, results
-from collector.store import MIGRATIONS, RESULT_COLUMNS
-from collector.timeline import Timelines
-from probes.measurement import Batch
+from collector.state.hysteresis import Policy
+from collector.state.timeline import Timelines
+from collector.store.database import MIGRATIONS, RESULT_COLUMNS
+from collector.store.schema import access_intervals, metadata, results
 from tests.unit.test_measurement import icmp
+from unhindered.measurement import Batch
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

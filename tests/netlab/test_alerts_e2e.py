@@ -14,9 +14,9 @@ import time
 import pytest
 
 from collector.alerting.push import FLEET_MIN_CHECKS
-from tests.netlab.alerting import CENTRE_MAIL, alert_lab, contact
-from tests.promstack import ALERTMANAGER, PROMETHEUS
 from tests.support import require_program, wait_for
+from tests.support.alerting import CENTRE_MAIL, alert_lab, contact
+from tests.support.promstack import ALERTMANAGER, PROMETHEUS
 
 pytestmark = [pytest.mark.netlab, pytest.mark.slow, pytest.mark.timeout(300)]
 

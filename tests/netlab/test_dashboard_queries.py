@@ -18,11 +18,11 @@ from urllib.parse import urlencode
 
 import pytest
 
-from collector.inventory import default_inventory
-from tests import grafana_queries as gq
-from tests.netlab.spine import COLLECTOR_PORT, Collector, Probe
-from tests.promstack import Place, prometheus
+from collector.inventory.sites import default_inventory
+from tests.support import grafana_queries as gq
 from tests.support import require_program, wait_for
+from tests.support.promstack import Place, prometheus
+from tests.support.spine import COLLECTOR_PORT, Collector, Probe
 
 pytestmark = [pytest.mark.netlab, pytest.mark.slow]
 

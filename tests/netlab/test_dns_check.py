@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from probes import config as probe_config
-from probes.configfile import ConfigError
-from tests.lab.netns import LAB_DIR
-from tests.netlab.spine import PYTHON, measure_once
+from tests.support.lab.netns import LAB_DIR
+from tests.support.spine import PYTHON, measure_once
+from unhindered.configfile import ConfigError
 
 pytestmark = pytest.mark.netlab
 

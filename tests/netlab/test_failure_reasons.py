@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.netlab.spine import measure_once
+from tests.support.spine import measure_once
 
 pytestmark = pytest.mark.netlab
 

@@ -17,9 +17,9 @@ from urllib.parse import quote
 import pytest
 import yaml
 
-from tests.lab.certs import SERVER_NAME, LabCerts, make_certs
-from tests.lab.netns import LAB_DIR, Lab, Mission, Target
-from tests.netlab.spine import PYTHON
+from tests.support.lab.certs import SERVER_NAME, LabCerts, make_certs
+from tests.support.lab.netns import LAB_DIR, Lab, Mission, Target
+from tests.support.spine import PYTHON
 
 pytestmark = pytest.mark.netlab
 

@@ -11,7 +11,7 @@ import urllib.error
 
 import pytest
 
-from tests.lab.netns import Lab, Mission, list_netns
+from tests.support.lab.netns import Lab, Mission, list_netns
 
 pytestmark = pytest.mark.netlab
 

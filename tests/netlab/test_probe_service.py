@@ -12,8 +12,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.netlab.spine import PYTHON, Collector, Probe
 from tests.support import require_program, wait_for
+from tests.support.spine import PYTHON, Collector, Probe
 
 pytestmark = [pytest.mark.netlab, pytest.mark.slow]
 

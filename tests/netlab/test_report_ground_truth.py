@@ -24,14 +24,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from collector.inventory import default_inventory
+from collector.inventory.sites import default_inventory
 from collector.report.compute import compute
 from collector.report.period import period_of
 from collector.report.policy import CountingPolicy
-from collector.store import Store
-from tests.netlab.spine import Collector, Probe
+from collector.store.database import Store
 from tests.netlab.test_states import state_of
 from tests.support import wait_for
+from tests.support.spine import Collector, Probe
 
 pytestmark = [pytest.mark.netlab, pytest.mark.slow]
 

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.netlab.spine import Collector, Probe
-from tests.snmp_support import (
+from tests.support import wait_for
+from tests.support.snmp import (
     AUTH_KEY,
     COMMUNITY,
     MIB_ARGS,
@@ -24,7 +24,7 @@ from tests.snmp_support import (
     start_snmptrapd,
     v3,
 )
-from tests.support import wait_for
+from tests.support.spine import Collector, Probe
 
 pytestmark = [pytest.mark.netlab, pytest.mark.slow]
 

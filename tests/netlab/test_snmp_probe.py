@@ -15,9 +15,9 @@ from datetime import datetime
 
 import pytest
 
-from collector.store import Store
-from tests.netlab.spine import Collector, Probe, assert_exactly_once
+from collector.store.database import Store
 from tests.support import wait_for
+from tests.support.spine import Collector, Probe, assert_exactly_once
 
 pytestmark = [pytest.mark.netlab, pytest.mark.slow]
 

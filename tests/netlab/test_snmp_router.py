@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from tests.netlab.spine import Collector
-from tests.snmp.netsnmp import (
+from tests.support import require_program, wait_for
+from tests.support.netsnmp import (
     ROUTER_AUTH_KEY,
     ROUTER_COMMUNITY,
     ROUTER_PRIV_KEY,
@@ -17,7 +17,7 @@ from tests.snmp.netsnmp import (
     snmpd_argv,
     snmpd_env,
 )
-from tests.support import require_program, wait_for
+from tests.support.spine import Collector
 
 pytestmark = [pytest.mark.netlab, pytest.mark.slow]
 
@@ -27,7 +27,7 @@ SPARE = "uhspare"  # a veth pair inside the mission, to take down without cuttin
 def interfaces(collector: Collector, router: str) -> dict[str, dict[str, float]]:
     """ifname -> {series suffix: value} of one router."""
     found: dict[str, dict[str, float]] = {}
-    for (name, labels), value in collector.metrics().items():
+    for (name, labels), value in collector.metrics.exposition().items():
         labels = dict(labels)
         if name.startswith("unhindered_router_if_") and labels.get("router") == router:
             assert labels["mission"] == "FRA"
@@ -93,7 +93,7 @@ def test_router_interfaces_polled_and_exported(lab, tmp_path):
     wait_for(lambda: interfaces(collector, "fra-gw").get(SPARE, {}).get("oper_status") == 2,
              30, f"{SPARE} to show as down (ifOperStatus 2)")
 
-    metrics = collector.metrics()
+    metrics = collector.metrics.exposition()
     assert not interfaces(collector, "fra-gw-wrong")
     polls = {dict(labels)["outcome"]: value for (name, labels), value in metrics.items()
              if name == "unhindered_snmp_polls_total" and dict(labels)["kind"] == "router"}

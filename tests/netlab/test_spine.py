@@ -9,13 +9,13 @@ import time
 
 import pytest
 
-from tests.netlab.spine import (
+from tests.support import wait_for
+from tests.support.spine import (
     Collector,
     Probe,
     assert_exactly_once,
     assert_measurement_order,
 )
-from tests.support import wait_for
 
 pytestmark = [pytest.mark.netlab, pytest.mark.slow]
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from collector.store import Store
-from tests.netlab.spine import Collector, Probe
+from collector.store.database import Store
 from tests.support import wait_for
+from tests.support.spine import Collector, Probe
 
 pytestmark = [pytest.mark.netlab, pytest.mark.slow]
 
@@ -24,7 +24,7 @@ def history(collector: Collector, mission: str, check: str) -> list[tuple[float,
 
 
 def state_of(collector: Collector, mission: str, check: str) -> str | None:
-    for (name, labels), value in collector.metrics().items():
+    for (name, labels), value in collector.metrics.exposition().items():
         if name == "unhindered_check_state" and value == 1 and \
                 dict(labels).get("mission") == mission and dict(labels).get("check") == check:
             return dict(labels)["state"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.hysteresis import Policy
-from collector.maintenance import OneOffWindow, Schedule
-from collector.metrics_access import AccessSeconds, render_mission_access
+from collector.inventory.maintenance import OneOffWindow, Schedule
+from collector.metrics.access import AccessSeconds, render_mission_access
+from collector.state.hysteresis import Policy
 
 
 class Clock:

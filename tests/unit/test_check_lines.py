@@ -3,8 +3,8 @@ render from scratch, whatever changed in between (a round, a state, a check's ta
 
 from types import SimpleNamespace
 
-from collector.metrics import CheckLines, fleet_chunks
-from collector.state import FleetState
+from collector.metrics.exposition import CheckLines, fleet_chunks
+from collector.state.fleet import FleetState
 from tests.unit.test_measurement import icmp, measurement
 
 

@@ -2,11 +2,11 @@
 
 from datetime import UTC, datetime, timedelta
 
-from probes.checks.tcp import TcpCheck
 from probes.checkstate import CheckStates, State
-from probes.measurement import FailureReason, IcmpFigures, IcmpMeasurement, TcpFigures
-from probes.measurement import TcpMeasurement as Tcp
 from probes.snmp.notify import notification_of
+from unhindered.checks.tcp import TcpCheck
+from unhindered.measurement import FailureReason, IcmpFigures, IcmpMeasurement, TcpFigures
+from unhindered.measurement import TcpMeasurement as Tcp
 
 T0 = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 

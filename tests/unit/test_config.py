@@ -6,7 +6,7 @@ import pytest
 
 from collector import config as collector_config
 from probes import config as probe_config
-from probes.configfile import ConfigError
+from unhindered.configfile import ConfigError
 
 VALID = """\
 probe_id: fra-1

@@ -15,13 +15,15 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import ValidationError
 
 from probes import config as probe_config
-from probes.checks import http, tcp, tls
-from probes.measurement import FailureReason
-from tests.lab.certs import make_certs
+from probes.checks import http, tls
+from tests.support.lab.certs import make_certs
+from unhindered.checks.http import HttpCheck
+from unhindered.checks.tcp import TcpCheck
+from unhindered.measurement import FailureReason
 
 
-def check(**fields) -> http.HttpCheck:
-    return http.HttpCheck(**{"id": "web", "kind": "http", "target": "http://192.0.2.1/",
+def check(**fields) -> HttpCheck:
+    return HttpCheck(**{"id": "web", "kind": "http", "target": "http://192.0.2.1/",
                              **fields})
 
 
@@ -207,7 +209,7 @@ def test_chain_not_after_is_the_earliest(tmp_path):
 
 def test_tcp_tls_fields_need_tls():
     with pytest.raises(ValidationError, match="need tls: true"):
-        tcp.TcpCheck(id="t", kind="tcp", target="192.0.2.1", port=443, server_name="x.test")
-    plain = tcp.TcpCheck(id="t", kind="tcp", target="192.0.2.1", port=443)
+        TcpCheck(id="t", kind="tcp", target="192.0.2.1", port=443, server_name="x.test")
+    plain = TcpCheck(id="t", kind="tcp", target="192.0.2.1", port=443)
     assert (plain.tls, plain.tls_verify, plain.server_name, plain.ca_file) == (
         False, True, None, None)

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from collector.hysteresis import Machine, Policy, Round
+from collector.state.hysteresis import Machine, Policy, Round
 
 
 def feed(machine, rounds):

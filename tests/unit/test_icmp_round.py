@@ -4,7 +4,8 @@ import asyncio
 
 import pytest
 
-from probes.checks.icmp import IcmpCheck, _outcome, _Request, _Round
+from probes.checks.icmp import _outcome, _Request, _Round
+from unhindered.checks.icmp import IcmpCheck
 
 CHECK = IcmpCheck(id="c", kind="icmp", target="192.0.2.1", count=4, timeout_s=1)
 

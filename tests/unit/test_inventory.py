@@ -9,13 +9,13 @@ from importlib.metadata import version
 import pytest
 
 from collector.data import make_default_inventory as generator
-from collector.hysteresis import Policy
-from collector.inventory import (
+from collector.inventory.sites import (
     DEFAULT_INVENTORY_PATH,
     default_inventory,
     load_inventory,
 )
-from probes.configfile import ConfigError
+from collector.state.hysteresis import Policy
+from unhindered.configfile import ConfigError
 
 VALID = """\
 defaults:

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from collector.maintenance import MaintenanceWindow, Schedule, local_to_utc, zone
+from collector.inventory.maintenance import MaintenanceWindow, Schedule, local_to_utc, zone
 
 WINDOW = TypeAdapter(MaintenanceWindow)
 

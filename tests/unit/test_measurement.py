@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from probes.measurement import Batch, IcmpFigures, Measurement
+from unhindered.measurement import Batch, IcmpFigures, Measurement
 
 measurement = TypeAdapter(Measurement)
 

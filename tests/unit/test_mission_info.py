@@ -2,8 +2,8 @@
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.inventory import Inventory, default_inventory
-from collector.mission_info import mission_info_exposition
+from collector.inventory.sites import Inventory, default_inventory
+from collector.metrics.mission_info import mission_info_exposition
 
 
 def _samples(text: str) -> dict[str, dict[str, str]]:

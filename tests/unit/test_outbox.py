@@ -1,7 +1,7 @@
 from datetime import UTC, datetime
 
-from probes.measurement import TcpFigures, TcpMeasurement
 from probes.outbox import Outbox
+from unhindered.measurement import TcpFigures, TcpMeasurement
 
 
 def tcp_result(n: int) -> TcpMeasurement:

@@ -3,7 +3,7 @@ its bound; nobody scraping, nothing is rendered."""
 
 import asyncio
 
-from collector.metrics import RenderedMetrics
+from collector.metrics.exposition import RenderedMetrics
 
 
 class CountingMetrics:

@@ -6,7 +6,7 @@ import sys
 
 from prometheus_client import CollectorRegistry
 
-from collector.runtime import GIL_SWITCH_INTERVAL_S, NO_AUTOMATIC_FULL_PASS, RuntimeMetrics
+from collector.metrics.runtime import GIL_SWITCH_INTERVAL_S, NO_AUTOMATIC_FULL_PASS, RuntimeMetrics
 
 
 async def test_settings_apply_and_are_undone_and_pauses_are_measured():

@@ -10,8 +10,8 @@ import pytest
 from collector.config import load
 from collector.snmp import mib
 from collector.snmp.poller import batch_of, measurement_of
-from probes.configfile import ConfigError
-from probes.snmp.values import date_and_time
+from unhindered.configfile import ConfigError
+from unhindered.snmp.values import date_and_time
 
 WHEN = datetime(2026, 11, 29, 9, 30, 15, 700_000, tzinfo=UTC)
 

@@ -1,0 +1,128 @@
+"""The collector itself, apart from any way in: one `Collector` owns the store, the fleet's
+state, the timelines, the metrics, the alert pusher, the SNMP side and the background
+jobs, starts and stops them, and has the one `store_results` that every way a result
+comes in calls (an HTTP push, an SNMP poll). The web app holds a Collector under one key
+(collector/web/context.py) and is only one of its consumers, like the SNMP receiver.
+
+One thread owns the database: SQLite wants a single writer, and the event loop must never
+wait on a disk flush. `in_db` runs a function there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from collector.alerting.push import AlertPusher
+from collector.config import CollectorConfig
+from collector.inventory.central import CentralChecks
+from collector.metrics.exposition import Metrics, RenderedMetrics
+from collector.state.fleet import FleetState
+from collector.state.timeline import Timelines
+from collector.store.database import Store
+from collector.store.rollups import Rollups
+from unhindered.measurement import Batch
+
+log = logging.getLogger(__name__)
+
+SILENCE_CHECK_S = 2.0
+ROLLUP_PERIOD_S = 30.0
+PRUNE_PERIOD_S = 3_600.0
+
+
+class Collector:
+    def __init__(self, config: CollectorConfig, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self.state = FleetState()
+        policy = config.states.policy()
+        self.inventory = config.load_inventory()
+        self.timelines = Timelines(
+            store, lambda mission: self.inventory.policy_for(mission, policy))
+        self.rollups = Rollups(store)
+        alerting = config.alerting
+        self.pusher = (AlertPusher(alerting.alertmanager_url, alerting.resend_s,
+                                   check_states=self.timelines.check_states)
+                       if alerting.alertmanager_url else None)
+        if self.pusher is not None:
+            self.timelines.observers.append(self.pusher.observe)
+        self.central = CentralChecks(config.checks_file) if config.checks_file else None
+        self.metrics = Metrics(self.state, self.timelines, self.inventory)
+        self.exposition = RenderedMetrics(self.metrics)
+        self.db_thread = ThreadPoolExecutor(1, thread_name_prefix="db")
+        self.background: list[asyncio.Task] = []
+        self.snmp = None  # collector.snmp.service.SnmpService, when configured
+
+    async def in_db(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.db_thread, fn, *args)
+
+    async def store_results(self, batch: Batch) -> tuple[list, int]:
+        """Stores a batch's new results (those whose (probe, outbox, seq) is not stored
+        yet) and folds them into the states: HTTP pushes and SNMP polls both come here."""
+        new, duplicates = await self.in_db(self.store.store_batch, batch, time.time())
+        # Acknowledged from here on: the results are committed. States follow from them.
+        for m in new:
+            self.state.apply(m)
+        if new:
+            await self.in_db(self.timelines.apply, new)
+        self.state.note_report(batch.probe_id, batch.mission, len(new), batch.backlog)
+        self.metrics.ingest_results.labels(outcome="stored").inc(len(new))
+        self.metrics.ingest_results.labels(outcome="duplicate").inc(duplicates)
+        return new, duplicates
+
+    async def _every(self, period: float, what: str, job) -> None:
+        """Runs job() on the database thread every `period` seconds, for ever."""
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.in_db(job)
+            except Exception:
+                log.exception("%s failed", what)
+
+    async def start(self) -> None:
+        store, timelines, config = self.store, self.timelines, self.config
+        await self.in_db(store.migrate)
+        latest = await self.in_db(store.latest_per_check)
+        counts = await self.in_db(store.round_counts)
+        self.state.load(latest, counts)
+        await self.in_db(timelines.load, latest)
+        log.info("state rebuilt from the store: %d checks", len(self.state.checks))
+        # What start-up loaded lives as long as the process: keep it out of the garbage
+        # collector's full passes, which otherwise stall every thread for tens of ms.
+        gc.collect()
+        gc.freeze()
+        self.exposition.warm()
+        retention_s = config.retention.raw_days * 86_400
+        minute_retention_s = config.retention.rollup_1m_days * 86_400
+        self.background = [
+            *self.metrics.runtime.start(),
+            asyncio.create_task(self._every(SILENCE_CHECK_S, "checking for silent checks",
+                                            lambda: timelines.tick(time.time()))),
+            asyncio.create_task(self._every(ROLLUP_PERIOD_S, "computing rollups",
+                                            lambda: self.rollups.run(time.time()))),
+            asyncio.create_task(self._every(
+                PRUNE_PERIOD_S, "pruning raw results",
+                lambda: self.rollups.prune(time.time(), retention_s, minute_retention_s))),
+        ]
+        if self.pusher is not None:  # a fleet-wide outage's hold ends with time, not a change
+            self.background.append(asyncio.create_task(
+                self._every(SILENCE_CHECK_S, "re-checking held alerts", self.pusher.reconcile)))
+        if config.snmp.enabled:
+            from collector.snmp.service import SnmpService  # pysnmp loads only when used
+            self.snmp = SnmpService(config.snmp, self)
+            await self.snmp.start()
+
+    async def stop(self) -> None:
+        for task in self.background:
+            task.cancel()
+        self.metrics.runtime.stop()
+        if self.snmp is not None:
+            await self.snmp.stop()
+        self.exposition.close()
+        if self.pusher is not None:
+            self.pusher.close()
+        self.db_thread.shutdown(wait=True)
+        self.store.close()

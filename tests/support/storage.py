@@ -1,0 +1,56 @@
+"""A fresh store per test, on SQLite and on PostgreSQL: the storage tests run on both."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from collector.store.database import Store
+
+POSTGRES = os.environ.get("UNHINDERED_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _postgres_schema_url() -> tuple[str, str]:
+    schema = f"uh_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:
+        message = (f"PostgreSQL is not reachable at {POSTGRES} ({type(exc).__name__}): "
+                   "./scripts/test starts it when run as root")
+        if os.geteuid() == 0:
+            pytest.fail(message)
+        pytest.skip(message)
+    finally:
+        admin.dispose()
+    # Each test gets its own schema, so tests never see each other's rows.
+    return schema, f"{POSTGRES}?options=-csearch_path%3D{schema}"
+
+
+def _drop_schema(schema: str) -> None:
+    admin = create_engine(POSTGRES)
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request, tmp_path):
+    """A migrated, empty store on each backend."""
+    schema = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'collector.sqlite'}"
+    else:
+        schema, url = _postgres_schema_url()
+    store = Store(url)
+    try:
+        store.migrate()
+        yield store
+    finally:
+        store.close()
+        if schema:
+            _drop_schema(schema)

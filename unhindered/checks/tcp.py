@@ -1,0 +1,37 @@
+"""The tcp check's settings: connect to target:port, optionally a TLS handshake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from unhindered.checks.base import CheckBase
+from unhindered.configfile import resolve_path
+
+
+class TcpCheck(CheckBase):
+    kind: Literal["tcp"]
+    port: int = Field(ge=1, le=65_535)
+    tls: bool = Field(False, description="do a TLS handshake after connecting")
+    server_name: str | None = Field(
+        None, min_length=1, max_length=253,
+        description="TLS: name sent as SNI and verified; default the target",
+    )
+    tls_verify: bool = Field(True, description="TLS: verify the chain and the name")
+    ca_file: Path | None = Field(
+        None, description="TLS: PEM file of trusted CAs, replacing the system's"
+    )
+
+    @field_validator("ca_file")
+    @classmethod
+    def _relative_to_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else resolve_path(value, info)
+
+    @model_validator(mode="after")
+    def _tls_fields_need_tls(self) -> TcpCheck:
+        # Silently ignoring them would leave an operator believing TLS is checked.
+        if not self.tls and (self.server_name or self.ca_file or not self.tls_verify):
+            raise ValueError("server_name, ca_file and tls_verify need tls: true")
+        return self
