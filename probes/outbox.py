@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from unhindered.measurement import AnyMeasurement
+from unhindered.measurement import AnyMeasurement, encode_result, with_seq
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -61,7 +61,7 @@ class Outbox:
     # --- synchronous primitives (run on the worker thread) ---
 
     def append_sync(self, measurement: AnyMeasurement) -> int:
-        body = measurement.model_dump_json(exclude={"seq"})
+        body = encode_result(measurement)
         with self._db:
             cursor = self._db.execute(
                 "INSERT INTO outbox (body, queued_at) VALUES (?, ?)", (body, time.time())
@@ -74,7 +74,7 @@ class Outbox:
         rows = self._db.execute(
             "SELECT seq, body FROM outbox ORDER BY seq LIMIT ?", (limit,)
         ).fetchall()
-        return [(seq, f'{{"seq":{seq},{body[1:]}') for seq, body in rows]
+        return [(seq, with_seq(seq, body)) for seq, body in rows]
 
     def ack_sync(self, through: int) -> int:
         with self._db:

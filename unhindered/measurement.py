@@ -6,6 +6,7 @@ change.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -226,3 +227,31 @@ class Ack(_Strict):
     acked_through: int
     stored: int
     duplicates: int
+
+
+# --- the batch on the wire, as the probe writes it ---
+# A result is encoded once, when the outbox stores it, without its seq (which the outbox's
+# row id gives); a batch splices the stored texts in, each with its seq, instead of
+# decoding and re-encoding them.
+
+def encode_result(measurement: AnyMeasurement) -> str:
+    """A measurement's JSON without its seq: what the outbox stores."""
+    return measurement.model_dump_json(exclude={"seq"})
+
+
+def with_seq(seq: int, encoded: str) -> str:
+    """A stored result (encode_result) with its seq as the first field."""
+    return f'{{"seq":{seq},{encoded[1:]}'
+
+
+def encode_batch(probe_id: str, mission: str, outbox_id: str, backlog: int,
+                 results: list[str]) -> str:
+    """The JSON of a Batch whose measurements are `results`, each already with its seq."""
+    head = json.dumps({
+        "protocol": PROTOCOL_VERSION,
+        "probe_id": probe_id,
+        "mission": mission,
+        "outbox_id": outbox_id,
+        "backlog": backlog,
+    })
+    return head[:-1] + ', "measurements": [' + ",".join(results) + "]}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
-import json
 import logging
 import random
 import time
@@ -18,7 +17,7 @@ import time
 from probes.config import CollectorSettings
 from probes.outbox import Outbox
 from probes.transport import Transport, TransportError
-from unhindered.measurement import PROTOCOL_VERSION, Ack
+from unhindered.measurement import Ack, encode_batch
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +97,8 @@ class HttpPusher:
         return False
 
     def _body(self, rows: list[tuple[int, str]], backlog: int) -> bytes:
-        head = json.dumps({
-            "protocol": PROTOCOL_VERSION,
-            "probe_id": self.probe_id,
-            "mission": self.mission,
-            "outbox_id": self.outbox.outbox_id,
-            "backlog": backlog,
-        })
-        # The stored rows are already JSON: splice them in rather than re-encode.
-        text = head[:-1] + ', "measurements": [' + ",".join(b for _, b in rows) + "]}"
+        text = encode_batch(self.probe_id, self.mission, self.outbox.outbox_id, backlog,
+                            [body for _, body in rows])
         return gzip.compress(text.encode(), compresslevel=5)
 
     async def _post(self, url: str, body: bytes, count: int) -> Ack | None:

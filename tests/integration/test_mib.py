@@ -151,7 +151,7 @@ def source_tree(tmp_path: Path) -> Path:
     for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
         shutil.copy(ROOT / name, tree / name)
     ignore = shutil.ignore_patterns("__pycache__", "UNHINDERED-MIB.py", "*.egg-info")
-    for name in ("mibs", "probes", "collector"):
+    for name in ("mibs", "unhindered", "probes", "collector"):
         shutil.copytree(ROOT / name, tree / name, ignore=ignore)
     return tree
 
@@ -161,7 +161,7 @@ def test_a_wheel_carries_the_compiled_module(tmp_path):
     """The build hook runs for a plain wheel build from a copy of the tree that has no
     compiled module yet."""
     tree = source_tree(tmp_path)
-    assert not (tree / "probes" / "snmp" / "mibs" / "UNHINDERED-MIB.py").exists()
+    assert not (tree / "unhindered" / "snmp" / "mibs" / "UNHINDERED-MIB.py").exists()
     # In pip's isolated build environment, as a user's install does it: setuptools and
     # pysmi come from [build-system] requires.
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
@@ -170,7 +170,7 @@ def test_a_wheel_carries_the_compiled_module(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("unhindered-*.whl")
     with zipfile.ZipFile(wheel) as archive:
-        compiled = archive.read("probes/snmp/mibs/UNHINDERED-MIB.py").decode()
+        compiled = archive.read("unhindered/snmp/mibs/UNHINDERED-MIB.py").decode()
     assert "checkDown" in compiled and "32473" in compiled
 
 
@@ -178,7 +178,7 @@ def test_a_wheel_carries_the_compiled_module(tmp_path):
 @pytest.mark.slow
 def test_an_editable_install_compiles_it_into_the_tree(tmp_path):
     tree = source_tree(tmp_path)
-    compiled = tree / "probes" / "snmp" / "mibs" / "UNHINDERED-MIB.py"
+    compiled = tree / "unhindered" / "snmp" / "mibs" / "UNHINDERED-MIB.py"
     assert not compiled.exists()
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)

@@ -1,4 +1,4 @@
-"""The status page (collector/statuspage.py) of a collector fed over HTTP with 250 missions:
+"""The status page (collector/web/status/) of a collector fed over HTTP with 250 missions:
 the HTML's structure, languages, charts and outages, then the pages rendered by headless
 Chromium against the loopback server (screenshots and the DOM after scripts ran).
 

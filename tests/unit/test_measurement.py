@@ -3,7 +3,14 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from unhindered.measurement import Batch, IcmpFigures, Measurement
+from unhindered.measurement import (
+    Batch,
+    IcmpFigures,
+    Measurement,
+    encode_batch,
+    encode_result,
+    with_seq,
+)
 
 measurement = TypeAdapter(Measurement)
 
@@ -26,6 +33,20 @@ def test_round_trip_keeps_every_field():
     again = measurement.validate_json(m.model_dump_json())
     assert again == m
     assert again.figures.samples_s == [0.02, 0.022]
+
+
+def test_a_batch_spliced_from_stored_results_decodes_to_the_same_measurements():
+    stored = [encode_result(measurement.validate_python(icmp(seq=seq, ok=False,
+                                                              reason="timeout")))
+              for seq in (7, 8)]
+    assert all('"seq"' not in text for text in stored)
+    text = encode_batch("fra-1", "FRA", "0" * 32, 3,
+                        [with_seq(seq, body) for seq, body in zip((7, 8), stored, strict=True)])
+    batch = Batch.model_validate_json(text)
+    assert (batch.probe_id, batch.mission, batch.backlog) == ("fra-1", "FRA", 3)
+    assert [m.seq for m in batch.measurements] == [7, 8]
+    assert batch.measurements[1] == measurement.validate_python(icmp(seq=8, ok=False,
+                                                                     reason="timeout"))
 
 
 def test_times_are_normalised_to_utc():
