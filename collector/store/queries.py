@@ -1,4 +1,4 @@
-"""Read-only queries of the REST API (collector/api.py) that store.py and rollups.py do not
+"""Read-only queries of the REST API (collector/web/api/) that store.py and rollups.py do not
 have: time ranges with keyset pagination. SQLAlchemy Core, the same on SQLite and
 PostgreSQL. Each returns at most `limit` + 1 rows, so the caller can tell whether another
 page follows without counting. Run on the collector's database thread.

@@ -1,4 +1,4 @@
-"""The read-only REST API (collector/api.py), served on loopback, against real stores on
+"""The read-only REST API (collector/web/api/), served on loopback, against real stores on
 both backends: results go in through POST /api/v1/results as a probe sends them, and come
 out of every endpoint."""
 
@@ -15,7 +15,8 @@ from openapi_spec_validator import validate
 
 from collector.config import CollectorConfig
 from collector.store.rollups import Rollups
-from collector.web import api
+from collector.web.api.params import decode_cursor, encode_cursor, parse_time
+from collector.web.api.routes import ENDPOINTS
 from collector.web.app import create_app
 from collector.web.context import COLLECTOR
 from tests.unit.test_measurement import icmp
@@ -299,12 +300,12 @@ CHECK = {"mission": "FRA", "check": "internet-icmp"}
     ("/api/v1/results", {**CHECK, "from": "0", "to": "1", "cursor": "not-a-cursor"}, 400,
      "'cursor' is not a cursor this endpoint gave out"),
     ("/api/v1/results", {**CHECK, "from": "0", "to": "1",
-                         "cursor": api.encode_cursor("rollups", [1.0])}, 400,
+                         "cursor": encode_cursor("rollups", [1.0])}, 400,
      "'cursor' is not a cursor this endpoint gave out"),
     ("/api/v1/results", {**CHECK, "from": "0", "to": "1",
-                         "cursor": api.encode_cursor("results", ["x", 1])}, 400,
+                         "cursor": encode_cursor("results", ["x", 1])}, 400,
      "'cursor' is not a cursor"),
-    ("/api/v1/states", {"cursor": api.encode_cursor("states", ["FRA"])}, 400,
+    ("/api/v1/states", {"cursor": encode_cursor("states", ["FRA"])}, 400,
      "'cursor' is not a cursor"),
     ("/api/v1/results", {"mission": "fra", "check": "x", "from": "0", "to": "1"}, 400,
      "'mission': 'fra' is not a mission code"),
@@ -339,7 +340,7 @@ async def test_ranges_at_the_limits_are_served(fleet):
     assert (await fleet.ok("/api/v1/results", **CHECK, limit="5000", **HOUR))["items"]
 
 
-@pytest.mark.parametrize("path", [e.path.replace("{code}", "FRA") for e in api.ENDPOINTS])
+@pytest.mark.parametrize("path", [e.path.replace("{code}", "FRA") for e in ENDPOINTS])
 async def test_every_endpoint_wants_a_read_token(collector, path):
     status, body = await collector.get(path, token=None)
     assert status == 401 and "missing bearer token" in body["error"]
@@ -366,7 +367,7 @@ async def test_openapi_document_is_valid_public_and_covers_every_route(fleet):
                   for method in item}
     assert served == documented
     # Every read endpoint documents its errors with the error body's schema.
-    for endpoint in api.ENDPOINTS:
+    for endpoint in ENDPOINTS:
         responses = document["paths"][endpoint.path]["get"]["responses"]
         assert {"200", "400", "401"} <= set(responses)
         assert responses["401"]["content"]["application/json"]["schema"] == {
@@ -374,12 +375,12 @@ async def test_openapi_document_is_valid_public_and_covers_every_route(fleet):
 
 
 def test_times_and_cursors_round_trip():
-    assert api.parse_time("from", "2026-11-29T11:00:00+01:00") == api.parse_time(
-        "from", "2026-11-29T10:00:00Z") == api.parse_time("from", "1795946400")
-    assert api.parse_time("to", "1795946400.25") == 1_795_946_400.25
+    assert parse_time("from", "2026-11-29T11:00:00+01:00") == parse_time(
+        "from", "2026-11-29T10:00:00Z") == parse_time("from", "1795946400")
+    assert parse_time("to", "1795946400.25") == 1_795_946_400.25
     after = [1_795_946_400.123456789, 2**40]
-    cursor = api.encode_cursor("results", after)
-    assert api.decode_cursor("results", cursor, (float, int)) == tuple(after)
+    cursor = encode_cursor("results", after)
+    assert decode_cursor("results", cursor, (float, int)) == tuple(after)
 
 
 def fuzz(base_url: str, token: str, document: dict, examples: int) -> None:
@@ -398,7 +399,7 @@ def fuzz(base_url: str, token: str, document: dict, examples: int) -> None:
               response_schema_conformance]
     schema = schemathesis.openapi.from_dict(document)
     headers = {"Authorization": f"Bearer {token}"}
-    for endpoint in api.ENDPOINTS:
+    for endpoint in ENDPOINTS:
         operation = schema[endpoint.path]["GET"]
         names = {p.name for p in endpoint.params}
         # Random missions, checks and times find nothing; some cases name real ones, so
