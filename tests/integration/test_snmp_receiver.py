@@ -93,7 +93,7 @@ async def notify(collector: Running, tool: str, security: list[str], notificatio
     assert status == 0, err
     await collector.wait_state("FRA", CHECK, expect)
     for _ in range(50):  # /metrics shows the state as the database thread writes it
-        rows = collector.store.database.intervals("FRA", CHECK)
+        rows = collector.store.intervals("FRA", CHECK)
         if rows and rows[-1].state == expect:
             break
         await asyncio.sleep(0.1)
@@ -110,13 +110,13 @@ async def test_v2c_trap_and_v3_inform_become_stored_states(collector):
                         "up") == [
         ("down", down_at.timestamp(), up_at.timestamp(), "snmp checkDown (timeout)"),
         ("up", up_at.timestamp(), None, "snmp checkUp")]
-    metrics = await collector.metrics.exposition()
+    metrics = await collector.metrics()
     received = "unhindered_snmp_notifications_received_total"
     assert metrics[(received, frozenset({("notification", "checkDown")}))] == 1
     assert metrics[(received, frozenset({("notification", "checkUp")}))] == 1
     # The mission's access follows from the check, like for HTTP results.
     for _ in range(50):
-        access = [r.state for r in collector.store.database.intervals("FRA", "*",
+        access = [r.state for r in collector.store.intervals("FRA", "*",
                                                             table=access_intervals)]
         if access == ["down", "up"]:
             break
@@ -170,8 +170,8 @@ async def test_bad_messages_are_dropped_counted_and_the_receiver_goes_on(collect
             break
         await asyncio.sleep(0.1)
     assert await counted() == expected
-    assert await collector.state.fleet("FRA", CHECK) is None  # nothing got through
-    assert await collector.state.fleet("KEN", CHECK) is None
+    assert await collector.state("FRA", CHECK) is None  # nothing got through
+    assert await collector.state("KEN", CHECK) is None
 
     status, err = await send("snmpinform", v3("fra1"), collector.port, "checkDown", fra_down)
     assert status == 0, err
@@ -206,7 +206,7 @@ async def test_fuzz_thousands_of_packets(collector):
                 mutated[rng.randrange(len(mutated))] = rng.randrange(256)
             packet = bytes(mutated)
         packets.append(packet)
-    before = await collector.metrics.exposition()
+    before = await collector.metrics()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for n, packet in enumerate(packets):
             s.sendto(packet, ("127.0.0.1", collector.port))
@@ -217,7 +217,7 @@ async def test_fuzz_thousands_of_packets(collector):
         return sum(v - before.get(k, 0) for k, v in after.items() if k[0] == name)
 
     async def counts() -> tuple[float, float]:
-        after = await collector.metrics.exposition()
+        after = await collector.metrics()
         return (delta(after, "unhindered_snmp_dropped_total"),
                 delta(after, "unhindered_snmp_notifications_received_total"))
 
