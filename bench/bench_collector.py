@@ -4,7 +4,7 @@ time with the event loop's lag (`python -m bench render`). See docs/benchmarks.m
 Everything runs on loopback: the real collector (`python -m collector.cli ... serve`) and
 `prometheus-pushgateway` are started here on free ports of 127.0.0.1 and stopped in a
 `finally`; PostgreSQL is the one at 127.0.0.1:5432 (database `test`), in a schema of its
-own that is created and dropped here, like tests/storage.py does. Every request loop is
+own that is created and dropped here, like tests/support/storage.py does. Every request loop is
 bounded in count and in time.
 
 ingest

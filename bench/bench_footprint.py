@@ -62,7 +62,7 @@ IMPORT_STEPS: list[tuple[str, str]] = [
     ("yaml", "import yaml"),
     ("unhindered.measurement", "import unhindered.measurement"),
     ("ssl (tcp/http checks, HTTPS)", "import ssl"),
-    ("dnspython (probes.checks.dns)", "import dns.asyncquery, dns.message, dns.rdata"),
+    ("dnspython (unhindered.checks.dns)", "import dns.asyncquery, dns.message, dns.rdata"),
     ("urllib.request (probes.transport)", "import urllib.request"),
     ("prometheus_client (probes.selfmetrics)", "import prometheus_client"),
     ("apscheduler (probes.app)", "from apscheduler.schedulers.asyncio import AsyncIOScheduler"),

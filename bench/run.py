@@ -1,7 +1,8 @@
-"""`python -m bench [rtt|footprint|sweep|ingest|render|snmp|alerts|report ...]`: runs the
+"""`python -m bench [rtt|footprint|sweep|ingest|render|snmp|alerts|report|wire ...]`: runs the
 probe benchmarks (rtt, footprint, sweep), the collector benchmarks (ingest, render), the
 SNMP ones (snmp: the probe agent's footprint, then the collector's poll sweep) and
-alerts' cut-to-e-mail, all by default (the yearly report's, report, only when named), and
+alerts' cut-to-e-mail, all by default (the yearly report's, report, and the wire-library
+comparison, wire, only when named), and
 prints each part's table, then every goal with our figure, the reference and the ratio.
 """
 
@@ -26,12 +27,14 @@ from bench import (
     bench_snmp,
     bench_snmp_sweep,
     bench_sweep,
+    bench_wire,
 )
 from bench.common import PartResult, table
 from tests.support.lab.netns import unavailable_reason
 
-PARTS = ("rtt", "footprint", "sweep", "ingest", "render", "snmp", "alerts", "report")
-ON_DEMAND = ("report",)  # about 11 minutes: only when named
+PARTS = ("rtt", "footprint", "sweep", "ingest", "render", "snmp", "alerts", "report", "wire")
+# report: about 11 minutes; wire: a library the project does not use (msgspec)
+ON_DEMAND = ("report", "wire")
 LAB_PARTS = ("rtt", "footprint", "sweep", "alerts")  # these build a network lab: root, ip, nft
 
 
@@ -106,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "render": lambda: bench_collector.run_render(scrapes=args.scrapes),
         "alerts": lambda: bench_alerts.run(cuts=args.cuts),
         "report": lambda: bench_report.run(missions=args.missions),
+        "wire": bench_wire.run,
         "snmp": _snmp,
     }
     print(f"Unhindered probe benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")

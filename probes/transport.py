@@ -1,6 +1,6 @@
 """HTTP(S) to the collector from the probe: the standard library's client on a worker
 thread. A probe sends a request every few seconds; aiohttp's client would cost it 13 MiB
-of memory for nothing (docs/benchmarks.md)."""
+of memory for nothing (commit cab1a65)."""
 
 from __future__ import annotations
 

@@ -1,3 +1,3 @@
-# Fixtures for every test directory: the network lab (tests/lab/) and stores on both
-# database backends (tests/storage.py).
+# Fixtures for every test directory: the network lab (tests/support/lab/) and stores on both
+# database backends (tests/support/storage.py).
 pytest_plugins = ["tests.support.lab.fixtures", "tests.support.storage"]

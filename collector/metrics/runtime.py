@@ -2,7 +2,7 @@
 garbage collector's pauses, and a probe that measures how late the loop runs.
 
 The loop shares one interpreter with the threads that render /metrics, parse batches and
-talk to the database. Two things held it up for tens of milliseconds (docs/benchmarks.md):
+talk to the database. Two things held it up for tens of milliseconds (commit 3778325):
 Python's default 5 ms GIL switch interval, which the loop waits out at every hand-over
 while a render runs, and the garbage collector's full passes over the whole heap (50 to
 200 ms with a large fleet in memory), which stop every thread.

@@ -1,6 +1,6 @@
 """UNHINDERED-MIB as the collector reads it: OIDs and enumerations looked up by name in the
-module compiled at build time into probes/snmp/mibs/ (the MIB text is the one place the
-enterprise number is set), and DateAndTime decoding (probes.snmp.values encodes)."""
+module compiled at build time into unhindered/snmp/mibs/ (the MIB text is the one place the
+enterprise number is set), and DateAndTime decoding (unhindered.snmp.values encodes)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The newest figures per (mission, check) and per probe, kept in memory for /metrics.
-States (up, degraded, down, unknown) and their history live in collector/timeline.py."""
+States (up, degraded, down, unknown) and their history live in collector/state/timeline.py."""
 
 from __future__ import annotations
 

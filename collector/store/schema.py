@@ -1,5 +1,5 @@
 """The collector's tables (SQLAlchemy Core). Changes go through a migration in
-collector/migrations/versions/ as well: the database is never altered by create_all.
+collector/store/migrations/versions/ as well: the database is never altered by create_all.
 
 Times are UTC epoch seconds (double precision): exact enough for microsecond RTT work,
 cheap to compare, and the same on SQLite and PostgreSQL.
@@ -130,7 +130,7 @@ rollups = Table(
     Column("sent", Integer),  # ICMP echo requests, for an exact loss ratio
     Column("received", Integer),
     # Day buckets only: the RTT values counted in 5 % wide logarithmic bins (JSON, see
-    # collector/rollups.py), which add up across days into a month's percentiles.
+    # collector/store/rollups.py), which add up across days into a month's percentiles.
     Column("rtt_histogram", Text),
     # The reports read a period's day buckets of every check: a small index of those alone
     # (partial: the minute and hour rows, 30 times as many, stay out of it).

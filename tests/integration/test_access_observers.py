@@ -1,4 +1,4 @@
-"""The hook in collector/timeline.py: access transitions reach the observers (the access
+"""The hook in collector/state/timeline.py: access transitions reach the observers (the access
 counters and the direct alerts), and through AlertPusher a real Alertmanager holds the
 outage while it lasts and resolves it when it ends."""
 

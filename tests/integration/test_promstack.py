@@ -1,4 +1,4 @@
-"""The Prometheus/Alertmanager harness itself (tests/promstack.py): real programs start,
+"""The Prometheus/Alertmanager harness itself (tests/support/promstack.py): real programs start,
 scrape, evaluate, deliver alerts, and leave nothing behind."""
 
 from __future__ import annotations

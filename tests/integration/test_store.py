@@ -58,7 +58,7 @@ def test_migrations_build_the_schema_from_empty_and_are_idempotent(any_store):
     head = ScriptDirectory.from_config(config).get_current_head()
     with any_store.engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head
-        # The migrations build exactly the tables collector/schema.py describes.
+        # The migrations build exactly the tables collector/store/schema.py describes.
         differences = compare_metadata(MigrationContext.configure(conn), metadata)
     assert differences == []
 

@@ -1,5 +1,5 @@
 """The dns check, run by the real probe (`unhindered-probe once`) inside a mission namespace
-against tests/lab/dns_responder.py, which serves the test-only zone `lab.test.` on lab
+against tests/support/lab/dns_responder.py, which serves the test-only zone `lab.test.` on lab
 target addresses in the `net` namespace. Nothing here queries any other resolver."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The http check (and the tcp check's TLS option) measured from a mission namespace by
-`unhindered-probe once`, against tests/lab/https_responder.py in the `net` namespace with
-throwaway certificates from tests/lab/certs.py. Every URL is an IP literal of a lab
+`unhindered-probe once`, against tests/support/lab/https_responder.py in the `net` namespace with
+throwaway certificates from tests/support/lab/certs.py. Every URL is an IP literal of a lab
 target, except in the DNS test, whose name only a hosts file of its own resolves."""
 
 from __future__ import annotations

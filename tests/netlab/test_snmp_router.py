@@ -27,7 +27,7 @@ SPARE = "uhspare"  # a veth pair inside the mission, to take down without cuttin
 def interfaces(collector: Collector, router: str) -> dict[str, dict[str, float]]:
     """ifname -> {series suffix: value} of one router."""
     found: dict[str, dict[str, float]] = {}
-    for (name, labels), value in collector.metrics.exposition().items():
+    for (name, labels), value in collector.metrics().items():
         labels = dict(labels)
         if name.startswith("unhindered_router_if_") and labels.get("router") == router:
             assert labels["mission"] == "FRA"
@@ -93,7 +93,7 @@ def test_router_interfaces_polled_and_exported(lab, tmp_path):
     wait_for(lambda: interfaces(collector, "fra-gw").get(SPARE, {}).get("oper_status") == 2,
              30, f"{SPARE} to show as down (ifOperStatus 2)")
 
-    metrics = collector.metrics.exposition()
+    metrics = collector.metrics()
     assert not interfaces(collector, "fra-gw-wrong")
     polls = {dict(labels)["outcome"]: value for (name, labels), value in metrics.items()
              if name == "unhindered_snmp_polls_total" and dict(labels)["kind"] == "router"}

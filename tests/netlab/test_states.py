@@ -24,7 +24,7 @@ def history(collector: Collector, mission: str, check: str) -> list[tuple[float,
 
 
 def state_of(collector: Collector, mission: str, check: str) -> str | None:
-    for (name, labels), value in collector.metrics.exposition().items():
+    for (name, labels), value in collector.metrics().items():
         if name == "unhindered_check_state" and value == 1 and \
                 dict(labels).get("mission") == mission and dict(labels).get("check") == check:
             return dict(labels)["state"]

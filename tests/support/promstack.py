@@ -6,7 +6,7 @@ programs with a temporary data directory on a free port, wait until they answer
 
 They run on the host's loopback by default, or inside a lab namespace
 (`Place.in_lab(lab, lab.centre.name)`), where they can scrape a collector started by
-`tests/netlab/spine.py`; requests to them then go through `lab.fetch`, which enters the
+`tests/support/spine.py`; requests to them then go through `lab.fetch`, which enters the
 namespace first. Either way they listen on 127.0.0.1 only.
 
     with alertmanager(config_yaml) as am, prometheus(

@@ -1,5 +1,5 @@
 """unhindered_mission_access_seconds_total: seconds credited to the state held, maintenance
-apart, never decreasing (collector/metrics_access.py)."""
+apart, never decreasing (collector/metrics/access.py)."""
 
 from __future__ import annotations
 
