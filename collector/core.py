@@ -24,6 +24,7 @@ from collector.state.fleet import FleetState
 from collector.state.timeline import Timelines
 from collector.store.database import Store
 from collector.store.rollups import Rollups
+from collector.store.writer import WriterLock
 from unhindered.measurement import Batch
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class Collector:
         self.metrics = Metrics(self.state, self.timelines, self.inventory)
         self.exposition = RenderedMetrics(self.metrics)
         self.db_thread = ThreadPoolExecutor(1, thread_name_prefix="db")
+        self.writer = WriterLock(store)
         self.background: list[asyncio.Task] = []
         self.snmp = None  # collector.snmp.service.SnmpService, when configured
 
@@ -84,6 +86,7 @@ class Collector:
 
     async def start(self) -> None:
         store, timelines, config = self.store, self.timelines, self.config
+        await self.in_db(self.writer.acquire)  # AnotherWriter: a second collector stops here
         await self.in_db(store.migrate)
         latest = await self.in_db(store.latest_per_check)
         counts = await self.in_db(store.round_counts)
@@ -125,4 +128,5 @@ class Collector:
         if self.pusher is not None:
             self.pusher.close()
         self.db_thread.shutdown(wait=True)
+        self.writer.release()
         self.store.close()

@@ -78,12 +78,19 @@ CSV_COLUMNS = ("mission", "name", "uptime_pct", "coverage_pct", "up_s", "degrade
                "longest_outage_s", "mttr_s", "mtbf_s")
 
 
+def spreadsheet_safe(text: str) -> str:
+    """A text cell a spreadsheet will not run: one starting with = + - @ (or a tab or
+    carriage return) is a formula to Excel and LibreOffice, so it gets a leading
+    apostrophe, as OWASP advises for CSV exports. Names come from the inventory."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def _csv_row(code: str, name: str, f: Figures) -> list:
     s = f.seconds
-    return [code, name, _pct(f.uptime), _pct(f.coverage), _opt(s["up"]),
-            _opt(s["degraded"]), _opt(s["down"]), _opt(s["unknown"]), _opt(f.maintenance_s),
-            _opt(f.unmonitored_s), len(f.outages), _opt(f.longest_s), _opt(f.mttr_s),
-            _opt(f.mtbf_s)]
+    return [spreadsheet_safe(code), spreadsheet_safe(name), _pct(f.uptime), _pct(f.coverage),
+            _opt(s["up"]), _opt(s["degraded"]), _opt(s["down"]), _opt(s["unknown"]),
+            _opt(f.maintenance_s), _opt(f.unmonitored_s), len(f.outages), _opt(f.longest_s),
+            _opt(f.mttr_s), _opt(f.mtbf_s)]
 
 
 def to_csv(report: Report, _: Gettext) -> str:

@@ -307,6 +307,10 @@ CHECK = {"mission": "FRA", "check": "internet-icmp"}
      "'cursor' is not a cursor"),
     ("/api/v1/states", {"cursor": encode_cursor("states", ["FRA"])}, 400,
      "'cursor' is not a cursor"),
+    # A row id past 64 bits would overflow the database's integer: refused, not a 500.
+    ("/api/v1/results", {**CHECK, "from": "0", "to": "1",
+                         "cursor": encode_cursor("results", [1.0, 2**70])}, 400,
+     "'cursor' is not a cursor"),
     ("/api/v1/results", {"mission": "fra", "check": "x", "from": "0", "to": "1"}, 400,
      "'mission': 'fra' is not a mission code"),
     ("/api/v1/intervals", {**CHECK, "group": "*", "from": "0", "to": "1"}, 400,

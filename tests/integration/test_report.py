@@ -17,7 +17,7 @@ import pytest
 
 from collector.inventory.sites import Inventory
 from collector.report.compute import compute
-from collector.report.formats import gettext_for, to_csv, to_json
+from collector.report.formats import gettext_for, spreadsheet_safe, to_csv, to_json
 from collector.report.html import to_html
 from collector.report.pdf import to_pdf
 from collector.report.period import period_of
@@ -362,3 +362,11 @@ async def test_chromium_renders_the_html_report(tmp_path):
     if os.environ.get("UNHINDERED_SAVE_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(target, SCREENSHOTS / "report.png")
+
+
+@pytest.mark.parametrize(("text", "cell"), [
+    ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"), ("+1", "'+1"), ("-2", "'-2"),
+    ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"), ("Mission of France", "Mission of France"),
+    ("", "")])
+def test_csv_text_cells_never_start_a_formula(text, cell):
+    assert spreadsheet_safe(text) == cell

@@ -10,7 +10,7 @@ from unhindered.measurement import Identifier
 
 
 class CheckBase(BaseModel):
-    """Fields common to every check in the probe's config."""
+    """Fields common to every check, in a probe's config or the centre's check lists."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -18,17 +18,12 @@ from pydantic import Field, ValidationInfo, field_validator
 from unhindered.checks.base import CheckBase
 
 RecordType = Literal["A", "AAAA", "CNAME", "MX", "NS", "TXT", "SOA", "PTR", "SRV"]
-
-
 # Record types whose rdata holds domain names: compared case-insensitively.
 NAME_TYPES = {
     dns.rdatatype.CNAME, dns.rdatatype.MX, dns.rdatatype.NS, dns.rdatatype.PTR,
     dns.rdatatype.SRV, dns.rdatatype.SOA,
 }
-
-
-# DnsFigures limits: 100 answers of at most 512 characters each.
-MAX_ANSWERS = 100
+MAX_ANSWERS = 100  # DnsFigures' limit
 
 
 class DnsCheck(CheckBase):

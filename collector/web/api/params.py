@@ -103,7 +103,9 @@ def decode_cursor(endpoint: str, text: str, types: tuple[type, ...]) -> tuple:
             raise refused
         if wanted is float and isinstance(value, int | float) and math.isfinite(value):
             values.append(float(value))
-        elif wanted is not float and isinstance(value, wanted):
+        elif wanted is int and isinstance(value, int) and -2**63 <= value < 2**63:
+            values.append(value)  # a row id: the databases' 64-bit integer
+        elif wanted is str and isinstance(value, str):
             values.append(value)
         else:
             raise refused
