@@ -17,7 +17,7 @@ from tests.support.spine import PYTHON, Collector, Probe
 
 pytestmark = [pytest.mark.netlab, pytest.mark.slow]
 
-RESPONDER = Path(__file__).resolve().parents[1] / "lab" / "icmp_responder.py"
+RESPONDER = Path(__file__).resolve().parents[1] / "support" / "lab" / "icmp_responder.py"
 
 
 def answer_pings_for(lab, address: str) -> None:
