@@ -17,7 +17,7 @@ cases below must be refused by both (except where strictness differs, which is s
    lost; tcp, https, dns; 2 % failed), built with the real pydantic models and encoded
    once the way the probe does (encode_result, with_seq, encode_batch). Timed per result,
    over several repetitions with the two libraries alternating, medians reported:
-   decode + validate (Batch.model_validate_json, as collector/web/ingest.py parse_batch
+   decode + validate (read_batch, strict, as collector/web/ingest.py parse_batch
    does, against msgspec.json.Decoder(Batch).decode); model_dump() of each result
    (against msgspec.to_builtins); and the row the store writes (collector/store/database.py
    _row: the attributes, and the figures as JSON text). Also the probe's per-result
@@ -415,7 +415,7 @@ def _timed(fn: Callable[[], Any]) -> float:
 def time_collector(bodies: list[bytes], repeats: int) -> dict[str, dict[str, list[float]]]:
     """µs per result of each step, per library, one value per repetition."""
     from collector.store.database import _row
-    from unhindered.measurement import Batch
+    from unhindered.measurement import read_batch
 
     decoder = msgspec.json.Decoder(MBatch)
     n = len(bodies) * BATCH
@@ -423,8 +423,7 @@ def time_collector(bodies: list[bytes], repeats: int) -> dict[str, dict[str, lis
 
     def pydantic_pass() -> dict[str, float]:
         batches: list[Any] = []
-        decode = _timed(lambda: batches.extend(Batch.model_validate_json(raw)
-                                               for raw in bodies))
+        decode = _timed(lambda: batches.extend(read_batch(raw) for raw in bodies))
         dump = _timed(lambda: [m.model_dump() for b in batches for m in b.measurements])
         row = _timed(lambda: [_row(m, b.outbox_id, 0.0) for b in batches
                               for m in b.measurements])
@@ -659,8 +658,9 @@ def errors(raw: bytes) -> tuple[list[list[str]], list[list[str]], list[str]]:
     def both(body: dict) -> tuple[list[dict], list[dict]]:
         data = json.dumps(body).encode()
         try:
-            parse_batch(data)
-            ours: list[dict] = []
+            # A result's own faults reject it alone (issue 12): they are its details here.
+            ours: list[dict] = [{"field": f"seq {r.seq}", "error": f"{r.reason}: {r.detail}"}
+                                for r in parse_batch(data).rejected]
         except Refusal as refusal:
             ours = refusal.details or [{"field": "", "error": refusal.reason}]
         try:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from collector import config as collector_config
@@ -141,8 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "report":
         return report_command.run(args, config)
 
-    from aiohttp import web
-
+    from collector.web import serve
     from collector.web.app import create_app
 
     store = Store(config.database.url)
@@ -153,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     print(f"unhindered-collector listening on http://{config.listen.host}:{config.listen.port}/ "
           f"(metrics at /metrics)", file=sys.stderr, flush=True)
-    web.run_app(app, host=config.listen.host, port=config.listen.port, print=None,
-                access_log=None)
+    # Not web.run_app: the connection limit, header timeout and raw lingering close need
+    # their own protocol factory in front of aiohttp's (collector/web/serve.py).
+    serve.run(app, config)
     return 0
 
 
@@ -180,7 +182,14 @@ def _probes(args: argparse.Namespace, store: Store) -> int:
                   "or revoke it first", file=sys.stderr)
             return 1
         if args.token_file:
-            _write_secret(args.token_file, token)
+            try:
+                _write_secret(args.token_file, token)
+            except OSError as exc:
+                print(f"unhindered-collector: probe {probe_id} is registered, but its "
+                      f"credential could not be written to {args.token_file}: "
+                      f"{exc.strerror}. Revoke it (probes revoke {probe_id}) and add it "
+                      "again with a --token-file that can be written", file=sys.stderr)
+                return 1
             print(f"probe {probe_id} ({mission}) registered; its credential is in "
                   f"{args.token_file}")
         else:
@@ -203,9 +212,19 @@ def _probes(args: argparse.Namespace, store: Store) -> int:
 
 
 def _write_secret(path: Path, secret: str) -> None:
+    """Writes a new file, mode 0600, and renames it over `path`: whatever was there before
+    (a file readable by others), the secret never is."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_text(secret + "\n")
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(secret + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
 
 
 def _readers(args: argparse.Namespace, store: Store) -> int:

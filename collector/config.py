@@ -60,6 +60,28 @@ class IngestSettings(_Section):
                                             "measurement time may be")
 
 
+class LimitsSettings(_Section):
+    """What anyone who can reach the port may cost the collector, credential or not
+    (docs/security.md)."""
+
+    max_connections: int = Field(
+        1024, ge=16, le=1_000_000,
+        description="open connections at most; when full, a new one makes room by closing "
+                    "the oldest idle one. Lowered to fit the descriptor limit (LimitNOFILE)")
+    header_timeout_s: float = Field(
+        10, gt=0, le=3_600, description="a new connection's request head must be complete "
+                                        "this long after it opened, or it is closed")
+    keepalive_timeout_s: float = Field(
+        30, gt=0, le=3_600, description="a connection idle this long after an answer is "
+                                        "closed (the next head must be complete by then)")
+    body_timeout_s: float = Field(
+        30, gt=0, le=3_600, description="a request body must have arrived this long after "
+                                        "its head; a refused one is drained this long at most")
+    enroll_per_minute: int = Field(
+        10, ge=1, le=10_000, description="enrollment attempts per source address (IPv6: "
+                                         "per /64) and minute; more are answered 429")
+
+
 class StateSettings(_Section):
     """Hysteresis: how many rounds it takes to change state (see docs/states.md)."""
 
@@ -138,6 +160,7 @@ class CollectorConfig(_Section):
     report: ReportSettings = ReportSettings()
     database: DatabaseSettings = DatabaseSettings()
     ingest: IngestSettings = IngestSettings()
+    limits: LimitsSettings = LimitsSettings()
     logging: LoggingSettings = LoggingSettings()
     alerting: AlertingSettings = AlertingSettings()
     snmp: SnmpSettings = SnmpSettings()

@@ -22,10 +22,10 @@ from collector.inventory.central import CentralChecks
 from collector.metrics.exposition import Metrics, RenderedMetrics
 from collector.state.fleet import FleetState
 from collector.state.timeline import Timelines
-from collector.store.database import Store
+from collector.store.database import Store, Stored
 from collector.store.rollups import Rollups
 from collector.store.writer import WriterLock
-from unhindered.measurement import Batch
+from unhindered.measurement import Batch, RejectReason
 
 log = logging.getLogger(__name__)
 
@@ -61,19 +61,24 @@ class Collector:
     async def in_db(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.db_thread, fn, *args)
 
-    async def store_results(self, batch: Batch) -> tuple[list, int]:
+    async def store_results(self, batch: Batch) -> Stored:
         """Stores a batch's new results (those whose (probe, outbox, seq) is not stored
         yet) and folds them into the states: HTTP pushes and SNMP polls both come here."""
-        new, duplicates = await self.in_db(self.store.store_batch, batch, time.time())
+        stored = await self.in_db(self.store.store_batch, batch, time.time())
+        new, duplicates = stored.new, stored.duplicates
         # Acknowledged from here on: the results are committed. States follow from them.
         for m in new:
             self.state.apply(m)
         if new:
             await self.in_db(self.timelines.apply, new)
-        self.state.note_report(batch.probe_id, batch.mission, len(new), batch.backlog)
+        self.state.note_report(batch.probe_id, batch.mission, len(new), batch.backlog,
+                               dropped=batch.dropped)
         self.metrics.ingest_results.labels(outcome="stored").inc(len(new))
         self.metrics.ingest_results.labels(outcome="duplicate").inc(duplicates)
-        return new, duplicates
+        if stored.refused:
+            self.metrics.ingest_rejected.labels(reason=RejectReason.STORE_REFUSED).inc(
+                len(stored.refused))
+        return stored
 
     async def _every(self, period: float, what: str, job) -> None:
         """Runs job() on the database thread every `period` seconds, for ever."""

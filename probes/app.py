@@ -24,7 +24,7 @@ from probes.checkstate import CheckStates
 from probes.config import ProbeConfig
 from probes.enroll import credential
 from probes.local import LocalContext
-from probes.outbox import Outbox
+from probes.outbox import MIB, Outbox
 from probes.reporters.http_push import HttpPusher
 from probes.rounds import measure
 from probes.selfmetrics import ProbeMetrics
@@ -39,7 +39,7 @@ class Probe:
     def __init__(self, config: ProbeConfig, config_path: Path | None = None) -> None:
         self.config = config
         self.config_path = config_path
-        self.outbox = Outbox(config.outbox)
+        self.outbox = Outbox(config.outbox, config.outbox_max_mib * MIB)
         self.pusher = HttpPusher(config.collector, self.outbox, config.probe_id,
                                  config.mission, token="")  # set by run(), after enrollment
         self.local = LocalContext(config.local)
@@ -84,9 +84,11 @@ class Probe:
         await asyncio.shield(self._local_run)
 
     async def _record(self, m: AnyMeasurement) -> None:
-        seq = await self.outbox.append(m)
-        self.states.measured(m, seq)
-        log.debug("check %s: ok=%s reason=%s confirmation=%s seq=%d", m.check_id, m.ok,
+        seq = await self.outbox.append(m)  # None: not stored (full disk), and counted
+        # Seq 0 for a result that has none: the SNMP poller then leaves it out, rather
+        # than storing it under another result's seq.
+        self.states.measured(m, seq or 0)
+        log.debug("check %s: ok=%s reason=%s confirmation=%s seq=%s", m.check_id, m.ok,
                   m.reason, m.confirmation, seq)
         self.pusher.wake()
 
@@ -164,9 +166,11 @@ class Probe:
             self.metrics.reloads.labels("refused").inc()
             log.error("config reload refused, the running configuration stays: %s", exc)
             return False
-        if (new.icmp, new.metrics, new.snmp) != (self.config.icmp, self.config.metrics,
-                                                   self.config.snmp):
-            log.warning("the icmp, metrics and snmp sections take effect at the next restart")
+        if (new.icmp, new.metrics, new.snmp, new.outbox_max_mib) != (
+                self.config.icmp, self.config.metrics, self.config.snmp,
+                self.config.outbox_max_mib):
+            log.warning("the icmp, metrics and snmp sections and outbox_max_mib take effect "
+                        "at the next restart")
         self.config = new
         self.pusher.reconfigure(new.collector, token)
         self.local = LocalContext(new.local)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         asyncio.run(Probe(config, args.config).run())
-    except (OSError, EnrollmentFailed) as exc:
+    except (OSError, EnrollmentFailed, sqlite3.Error) as exc:  # sqlite3: an unusable outbox
         print(f"unhindered-probe: {args.config}: cannot start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     return 0

@@ -103,6 +103,10 @@ class ProbeConfig(_Section):
     probe_id: Identifier
     mission: MissionCode
     outbox: Path = Field(description="SQLite file holding results until acknowledged")
+    # About 0.6 KiB a result (ICMP, TCP; HTTP more): 256 MiB hold two weeks of 10 checks
+    # every 30 s. When full (or the disk is), the oldest are dropped, counted (docs/probe.md).
+    outbox_max_mib: int = Field(256, ge=1, le=1024 * 1024,
+                                description="bound on the outbox file, in MiB")
     collector: CollectorSettings
     checks: list[CheckConfig] = Field(default_factory=list)
     central: CentralSettings = CentralSettings()

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import random
+import tempfile
 from pathlib import Path
 
 from probes.config import ProbeConfig
@@ -19,13 +20,57 @@ class EnrollmentFailed(Exception):
     """The collector refused the enrollment: retrying will not help. str() says why."""
 
 
-def _save(path: Path, token: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+class _CredentialFile:
+    """Where the credential will be saved, made ready before the enrollment token is
+    spent: the collector takes a token only once, so a credential that cannot be saved
+    is lost for good. A temporary file (mode 0600) beside the credential file, renamed
+    over it once written."""
+
+    ROOM = 4096  # taken now, so that writing the credential later cannot lack space
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = -1
+        self.temp: Path | None = None
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            self.temp = Path(name)
+            os.write(self.fd, b"\n" * self.ROOM)
+            os.fsync(self.fd)
+        except OSError as exc:
+            self.discard()
+            raise EnrollmentFailed(
+                f"cannot write the credential file {path}: {exc.strerror}. The enrollment "
+                f"token was not used: let the probe's user write in {path.parent} (with "
+                "some free space), or set collector.token_file to another place, and "
+                "start the probe again") from exc
+
+    def save(self, token: str) -> None:
+        data = (token + "\n").encode()
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        os.write(self.fd, data)  # over the room taken: no new space needed
+        os.ftruncate(self.fd, len(data))
+        os.fsync(self.fd)
+        os.close(self.fd)
+        self.fd = -1
+        assert self.temp is not None
+        os.replace(self.temp, self.path)
+        self.temp = None
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename, too, survives a power cut
+        finally:
+            os.close(directory)
+
+    def discard(self) -> None:
+        """Removes the temporary file, when the credential was not saved."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.temp is not None:
+            self.temp.unlink(missing_ok=True)
+            self.temp = None
 
 
 async def credential(config: ProbeConfig) -> str:
@@ -41,6 +86,7 @@ async def credential(config: ProbeConfig) -> str:
     if enrollment is None:
         raise EnrollmentFailed(f"{settings.token_file} does not exist and no enrollment token "
                                "is configured (collector.enrollment_token)")
+    saved = _CredentialFile(settings.token_file)  # EnrollmentFailed before the token is spent
     backoff = settings.backoff_initial_s
     transport = Transport(settings.timeout_s)
     try:
@@ -67,7 +113,7 @@ async def credential(config: ProbeConfig) -> str:
                         f"the enrollment token is for probe {body.get('probe_id')} of "
                         f"{body.get('mission')}, but this probe is {config.probe_id} of "
                         f"{config.mission}: fix probe_id and mission in the config")
-                _save(settings.token_file, body["token"])
+                saved.save(body["token"])
                 log.info("enrolled as %s (%s); credential saved in %s", config.probe_id,
                          config.mission, settings.token_file)
                 return body["token"]
@@ -77,3 +123,4 @@ async def credential(config: ProbeConfig) -> str:
             await asyncio.sleep(delay)
     finally:
         transport.close()
+        saved.discard()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from probes.checks import KINDS, CheckBase, CheckOutcome, icmp
 from probes.config import ProbeConfig
-from unhindered.measurement import AnyMeasurement, FailureReason
+from unhindered.measurement import AnyMeasurement, FailureReason, clean_text
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ async def measure(
     except Exception as exc:  # a bug or an OS refusal must still leave a result
         log.exception("check %s failed unexpectedly", check.id)
         outcome = CheckOutcome(
-            ok=False, reason=FailureReason.ERROR, detail=f"{type(exc).__name__}: {exc}"[:500],
+            ok=False, reason=FailureReason.ERROR, detail=f"{type(exc).__name__}: {exc}",
             figures=kind.no_figures(),
         )
     return kind.measurement(
@@ -39,7 +39,9 @@ async def measure(
         duration_s=time.perf_counter() - started,
         ok=outcome.ok,
         reason=outcome.reason,
-        detail=outcome.detail,
+        # Every check's detail passes here: what a server answered (a status line, an
+        # error's text) may hold control characters, which the wire refuses.
+        detail=None if outcome.detail is None else clean_text(outcome.detail, 500),
         figures=outcome.figures,
         confirmation=confirmation,
         interval_s=check.interval_s,

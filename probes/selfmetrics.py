@@ -40,6 +40,14 @@ class _Snapshot(Collector):
         yield CounterMetricFamily("unhindered_probe_push_failures",
                                   "Batches that no collector URL accepted.",
                                   value=self.pusher.failures)
+        rejected = CounterMetricFamily(
+            "unhindered_probe_rejected_results",
+            "Results the collector rejected (never to be stored) and the outbox deleted, "
+            "by the collector's reason.", labels=["reason"])
+        # (A stand-in reporter, as in tests of the outbox's figures, counts none.)
+        for reason, value in sorted(getattr(self.pusher, "rejected", {}).items()):
+            rejected.add_metric([reason], value)
+        yield rejected
         if self.outbox is not None:
             o = self.outbox
             yield GaugeMetricFamily("unhindered_probe_outbox_depth_results",
@@ -59,6 +67,21 @@ class _Snapshot(Collector):
                     "unhindered_probe_last_ack_timestamp_seconds",
                     "When the collector last acknowledged results (Unix seconds).",
                     value=o.last_ack_at)
+            yield CounterMetricFamily(
+                "unhindered_probe_outbox_dropped_results",
+                "Results lost unsent: the oldest, dropped by a full outbox or disk, and "
+                "results that could not be stored at all (since the outbox was created).",
+                value=o.dropped)
+            yield GaugeMetricFamily("unhindered_probe_outbox_size_bytes",
+                                    "Size of the outbox's database file.", value=o.size_bytes)
+            yield GaugeMetricFamily(
+                "unhindered_probe_outbox_limit_bytes",
+                "Size at which the outbox drops its oldest results: its bound, or less "
+                "while the disk is full.", value=o.limit_bytes)
+            yield GaugeMetricFamily(
+                "unhindered_probe_outbox_disk_full",
+                "1 while the outbox's disk is full (the outbox keeps its size), else 0.",
+                value=1 if o.disk_full else 0)
         if self.engine is not None:
             modes = GaugeMetricFamily("unhindered_probe_icmp_socket_info",
                                       "The ICMP socket of each family: raw or datagram.",

@@ -7,6 +7,7 @@ change.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -18,6 +19,7 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     NonNegativeInt,
+    TypeAdapter,
     field_validator,
     model_validator,
 )
@@ -28,6 +30,49 @@ PROTOCOL_VERSION = 1
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 MissionCode = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{1,15}$")]
 Seconds = Annotated[float, Field(ge=0, le=86_400)]
+
+# Bounds past which the collector's store or its time arithmetic would fail (a seq of 2**63
+# does not fit a BIGINT; year 1 with an offset cannot be moved to UTC): refused here, where
+# the refusal can say why, rather than answered with a 500.
+MAX_INT64 = 2**63 - 1
+Count = Annotated[int, Field(ge=0, le=MAX_INT64)]
+Seq = Annotated[int, Field(ge=1, le=MAX_INT64)]
+# No probe measured before 2000; the collector refuses times ahead of its own clock anyway
+# (ingest.max_future_s), the upper bound only keeps absurd ones out of the arithmetic.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+# Free text (a target, a detail, what a server answered) is stored, logged and shown: no
+# control character (C0, DEL, C1). PostgreSQL refuses NUL in text, a newline forges log
+# lines, and none of them belongs in a one-line field. A pattern rather than a Python
+# validator: pydantic-core checks it without leaving Rust, on the collector's hot path.
+# (Lone surrogates, which UTF-8 cannot carry, pydantic refuses in any str.)
+NO_CONTROLS = r"^[^\x00-\x1f\x7f-\x9f]*$"
+
+
+def text_field(max_length: int, min_length: int = 0):
+    """The type of a free-text wire field of at most `max_length` characters."""
+    return Annotated[str, Field(min_length=min_length or None, max_length=max_length,
+                                pattern=NO_CONTROLS)]
+
+
+Target = text_field(255, min_length=1)  # also the checks' settings (unhindered/checks/)
+_UNFIT = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def clean_text(text: str, limit: int) -> str:
+    """`text` made fit for a free-text field of at most `limit` characters: each control
+    character as a visible escape (``\\x00``), a lone surrogate as U+FFFD. For text the
+    probe does not choose (what a monitored server answered, an error's message), so that
+    no server can make the probe produce a result the collector must refuse."""
+    if _UNFIT.search(text) is not None:
+        text = _UNFIT.sub(_visible, text)
+    return text[:limit]
+
+
+def _visible(match: re.Match[str]) -> str:
+    char = match.group()
+    return "\ufffd" if "\ud800" <= char <= "\udfff" else f"\\x{ord(char):02x}"
 
 
 class FailureReason(StrEnum):
@@ -45,7 +90,9 @@ class FailureReason(StrEnum):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Finite numbers only: pydantic reads Infinity and NaN, which JSON does not have, and
+    # no figure or duration can be either.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class IcmpFigures(_Strict):
@@ -54,7 +101,7 @@ class IcmpFigures(_Strict):
 
     sent: Annotated[int, Field(ge=0, le=10_000)]
     received: NonNegativeInt
-    duplicates: NonNegativeInt = 0
+    duplicates: Count = 0
     loss_ratio: Annotated[float, Field(ge=0, le=1)]
     rtt_min_s: Seconds | None = None
     rtt_median_s: Seconds | None = None
@@ -97,7 +144,7 @@ class TlsFigures(_Strict):
     """The TLS side of a tcp (with tls) or https round; absent fields did not happen."""
 
     tls_s: Seconds | None = None  # handshake time
-    tls_version: Annotated[str, Field(max_length=16)] | None = None  # e.g. TLSv1.3
+    tls_version: text_field(16) | None = None  # e.g. TLSv1.3
     # Earliest notAfter over the certificate chain the server presented.
     tls_cert_not_after: AwareDatetime | None = None
 
@@ -117,10 +164,10 @@ class HttpFigures(TlsFigures):
     first_byte_s: Seconds | None = None  # request sent to first byte of the answer
     transfer_s: Seconds | None = None  # first byte to last byte of the body
     status_code: Annotated[int, Field(ge=100, le=599)] | None = None
-    http_version: Annotated[str, Field(max_length=16)] | None = None
+    http_version: text_field(16) | None = None
     redirects: Annotated[int, Field(ge=0, le=100)] = 0
-    final_url: Annotated[str, Field(max_length=2048)] | None = None
-    body_bytes: NonNegativeInt | None = None
+    final_url: text_field(2048) | None = None
+    body_bytes: Count | None = None
     body_matched: bool | None = None  # None when no body_regex is configured
 
 
@@ -128,25 +175,25 @@ class DnsFigures(_Strict):
     """One query to one resolver."""
 
     query_s: Seconds | None = None
-    rcode: Annotated[str, Field(max_length=16)] | None = None  # NOERROR, NXDOMAIN, ...
-    answers: Annotated[list[Annotated[str, Field(max_length=512)]], Field(max_length=100)] = (
+    rcode: text_field(16) | None = None  # NOERROR, NXDOMAIN, ...
+    answers: Annotated[list[text_field(512)], Field(max_length=100)] = (
         Field(default_factory=list))  # sorted
     transport: Literal["udp", "tcp"] | None = None  # tcp after a truncated UDP answer
 
 
 class _MeasurementBase(_Strict):
-    seq: Annotated[int, Field(ge=1)] | None = None
+    seq: Seq | None = None
     probe_id: Identifier
     mission: MissionCode
     check_id: Identifier
     group: Identifier = "internet"
-    target: Annotated[str, Field(min_length=1, max_length=255)]
+    target: Target
     ip_version: Literal[4, 6] | None = None
-    started_at: AwareDatetime
+    started_at: Annotated[AwareDatetime, Field(ge=EARLIEST, lt=LATEST)]
     duration_s: NonNegativeFloat
     ok: bool
     reason: FailureReason | None = None
-    detail: Annotated[str, Field(max_length=500)] | None = None
+    detail: text_field(500) | None = None
     confirmation: bool = False
     # Whether the probe's own side (default gateway, resolver) was healthy at the time;
     # None when not checked. A failure with local_ok false is the mission's LAN, not the
@@ -193,14 +240,22 @@ AnyMeasurement = IcmpMeasurement | TcpMeasurement | HttpMeasurement | DnsMeasure
 Measurement = Annotated[AnyMeasurement, Field(discriminator="kind")]
 
 
-class Batch(_Strict):
-    """The body of POST /api/v1/results."""
+class BatchHead(_Strict):
+    """A batch but its measurements."""
 
     protocol: int
     probe_id: Identifier
     mission: MissionCode
     outbox_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
-    backlog: NonNegativeInt | None = None  # results still queued at the probe after these
+    backlog: Count | None = None  # results still queued at the probe after these
+    # Results this outbox dropped unsent (a full disk or its size bound) since it was
+    # created: a running count, so a batch sent twice counts nothing twice.
+    dropped: Count | None = None
+
+
+class Batch(BatchHead):
+    """The body of POST /api/v1/results."""
+
     measurements: Annotated[list[Measurement], Field(min_length=1, max_length=5_000)]
 
     @model_validator(mode="after")
@@ -220,13 +275,77 @@ class Batch(_Strict):
         return self
 
 
-class Ack(_Strict):
-    """The collector's answer: every seq up to acked_through is safely stored."""
+class Identified(BaseModel):
+    """A measurement as far as the collector must read it to answer for it: its seq."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    seq: Seq
+
+
+class BatchEnvelope(BatchHead):
+    """A batch whose measurements are read one by one (collector/web/ingest.py), so that
+    one bad result is refused alone: each need only be an object with its seq here."""
+
+    measurements: Annotated[list[Identified], Field(min_length=1, max_length=5_000)]
+
+
+# --- reading a batch as the collector does ---
+# Strictly typed: what Python would let pass ("yes" for true, "11" for 11, 1 for true) is
+# refused, so that a value means one thing on the wire. Times are still read from their
+# RFC 3339 text, which is what JSON carries.
+
+_measurement = TypeAdapter(Measurement)
+
+
+def read_batch(raw: bytes | str) -> Batch:
+    return Batch.model_validate_json(raw, strict=True)
+
+
+def read_measurement(raw: bytes | str) -> AnyMeasurement:
+    return _measurement.validate_json(raw, strict=True)
+
+
+class RejectReason(StrEnum):
+    """Why the collector refused one result of a batch while storing the others. A
+    bounded set: the label of unhindered_ingest_rejected_results_total."""
+
+    INVALID = "invalid"  # a field breaks the wire's rules; the detail names it
+    OUT_OF_ORDER = "out_of_order"  # its seq is not above those before it in the batch
+    WRONG_PROBE = "wrong_probe"  # it names another probe or mission than its batch
+    TOO_OLD = "too_old"  # older than the collector keeps raw results (retention.raw_days)
+    BEFORE_REGISTRATION = "before_registration"  # older than the probe's registration
+    STORE_REFUSED = "store_refused"  # the database refused it
+
+
+class Rejected(BaseModel):
+    """One result the collector will never store; the probe deletes it all the same."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    reason: str  # a RejectReason; a str, so that a probe reads reasons added later
+    detail: str = ""
+
+
+# A probe that reads `rejected` in the Ack says so with this request header; for the
+# others the collector leaves the field out: probes before it refuse an unknown field in
+# the Ack, and would send the batch again for ever.
+ACK_HEADER, ACK_WITH_REJECTED = "Unhindered-Ack", "rejected"
+
+
+class Ack(BaseModel):
+    """The collector's answer: every seq up to acked_through is done with, stored now,
+    stored before (duplicates) or rejected, and the probe deletes them. Fields it does not
+    know are ignored, so that a newer collector may say more."""
+
+    model_config = ConfigDict(frozen=True)
 
     protocol: int = PROTOCOL_VERSION
     acked_through: int
     stored: int
     duplicates: int
+    rejected: list[Rejected] = Field(default_factory=list)
 
 
 # --- the batch on the wire, as the probe writes it ---
@@ -245,7 +364,7 @@ def with_seq(seq: int, encoded: str) -> str:
 
 
 def encode_batch(probe_id: str, mission: str, outbox_id: str, backlog: int,
-                 results: list[str]) -> str:
+                 results: list[str], dropped: int | None = None) -> str:
     """The JSON of a Batch whose measurements are `results`, each already with its seq."""
     head = json.dumps({
         "protocol": PROTOCOL_VERSION,
@@ -253,5 +372,6 @@ def encode_batch(probe_id: str, mission: str, outbox_id: str, backlog: int,
         "mission": mission,
         "outbox_id": outbox_id,
         "backlog": backlog,
+        "dropped": dropped,
     })
     return head[:-1] + ', "measurements": [' + ",".join(results) + "]}"

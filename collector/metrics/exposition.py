@@ -24,6 +24,7 @@ from collector.metrics.mission_info import mission_info_exposition
 from collector.metrics.runtime import RuntimeMetrics
 from collector.state.fleet import CheckState, FleetState
 from collector.state.timeline import ALL_GROUPS, Timelines
+from unhindered.measurement import RejectReason
 from unhindered.states import STATES
 
 log = logging.getLogger(__name__)
@@ -197,11 +198,18 @@ def fleet_chunks(state: FleetState, timelines: Timelines, check_lines: CheckLine
                      "Collector-clock time of the probe's newest accepted batch (Unix seconds).")
     backlog = _Family("unhindered_probe_backlog_results", gauge,
                       "Results the probe said were still queued after its newest batch.")
+    # The probe's own running count: it starts from 0 again with a new outbox, which
+    # Prometheus takes as a counter reset.
+    dropped = _Family("unhindered_probe_outbox_dropped_results_total", "counter",
+                      "Results the probe's outbox dropped unsent (a full disk or its size "
+                      "bound), as the probe last reported.")
     for p in probes:
         labels = f'mission="{p.mission}",probe="{_escape(p.probe_id)}"'
         report.add(labels, p.last_report_at)
         if p.backlog is not None:
             backlog.add(labels, p.backlog)
+        if p.dropped is not None:
+            dropped.add(labels, p.dropped)
 
     access = _Family("unhindered_mission_access_state", gauge,
                      "1 for the mission's current access state, per group of checks and "
@@ -219,7 +227,7 @@ def fleet_chunks(state: FleetState, timelines: Timelines, check_lines: CheckLine
         if group == ALL_GROUPS:
             access_up.add(f'mission="{mission}"', 1 if current == "up" else 0)
 
-    families = [report, backlog, access, access_up, access_since]
+    families = [report, backlog, dropped, access, access_up, access_since]
     return out + ["\n".join(f.lines) + "\n" for f in families]
 
 
@@ -244,6 +252,12 @@ class Metrics:
         self.ingest_results = Counter(
             "unhindered_ingest_results", "Results received, by what became of them.",
             ["outcome"], registry=self.registry)
+        self.ingest_rejected = Counter(
+            "unhindered_ingest_rejected_results",
+            "Results refused one by one, the rest of their batch stored, by reason.",
+            ["reason"], registry=self.registry)
+        for reason in RejectReason:  # a bounded set, each series there from the start
+            self.ingest_rejected.labels(reason=reason.value)
         self.runtime = RuntimeMetrics(self.registry)
 
     def version(self) -> tuple[int, int]:

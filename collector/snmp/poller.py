@@ -15,7 +15,14 @@ from pydantic import TypeAdapter, ValidationError
 
 from collector.snmp import mib
 from collector.snmp.walk import Oid, Peer, WalkError
-from unhindered.measurement import PROTOCOL_VERSION, Batch, FailureReason, Measurement
+from collector.store.database import Stored
+from unhindered.measurement import (
+    PROTOCOL_VERSION,
+    Batch,
+    FailureReason,
+    Measurement,
+    clean_text,
+)
 from unhindered.snmp.values import CHECK_COLUMNS, TRUE
 
 log = logging.getLogger(__name__)
@@ -51,7 +58,9 @@ def measurement_of(row: dict[str, object], probe_id: str, mission: str,
         try:
             reason = FailureReason(reason_text)
         except ValueError:
-            reason, detail = FailureReason.ERROR, f"{detail}: {reason_text[:400]}"
+            # The agent's text as the wire's free-text rule allows it (no control
+            # characters), within the detail's 500 characters.
+            reason, detail = FailureReason.ERROR, f"{detail}: {clean_text(reason_text, 400)}"
     median, low, high = (int(row[c]) * MICRO for c in
                          ("unhCheckRttMedian", "unhCheckRttMin", "unhCheckRttMax"))
     figures: dict = {}
@@ -99,7 +108,7 @@ def batch_of(scalars: dict[str, object], rows: list[dict[str, object]], probe_id
 
 class ProbePoller:
     def __init__(self, peer: Peer, probe_id: str,
-                 store: Callable[[Batch], Awaitable[tuple[list, int]]],
+                 store: Callable[[Batch], Awaitable[Stored]],
                  outcome: Callable[[str], None]) -> None:
         self.peer = peer
         self.probe_id = probe_id
@@ -125,8 +134,7 @@ class ProbePoller:
         self.outcome("ok")
         if batch is None:
             return 0
-        new, _duplicates = await self.store(batch)
-        return len(new)
+        return len((await self.store(batch)).new)
 
     async def run(self) -> None:
         while True:

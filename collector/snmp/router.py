@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 from collector.snmp.walk import Peer, WalkError
+from unhindered.measurement import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,11 @@ def interfaces_of(rows: dict, limit: int) -> list[Interface]:
         def number(column, row=row):
             return int(row[column]) if column in row else None
 
-        found.append(Interface(name=name[:64], oper_status=int(row[IF_OPER_STATUS]),
+        # The `ifname` label: at most 64 characters, control characters shown escaped
+        # (a NUL or a newline from a router has no place in /metrics), as free text on
+        # the wire.
+        found.append(Interface(name=clean_text(name, 64),
+                               oper_status=int(row[IF_OPER_STATUS]),
                                in_octets=number(IF_HC_IN_OCTETS),
                                out_octets=number(IF_HC_OUT_OCTETS),
                                in_errors=number(IF_IN_ERRORS),

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 from typing import TYPE_CHECKING
 
 from pysnmp.carrier.asyncio.dgram import udp, udp6
@@ -17,7 +16,7 @@ from pysnmp.entity.engine import SnmpEngine
 from collector.snmp.engine import Drops
 from collector.snmp.exporter import SnmpExporter
 from collector.snmp.poller import ProbePoller
-from collector.snmp.receiver import CHECK_NOTIFICATIONS, Notification, Receiver
+from collector.snmp.receiver import CheckChange, Notification, Receiver
 from collector.snmp.router import RouterPoller, RouterReading
 from collector.snmp.settings import SnmpSettings
 from collector.snmp.walk import Peer
@@ -54,7 +53,8 @@ class SnmpService:
             else:
                 domain, transport = udp.DOMAIN_NAME, udp.UdpAsyncioTransport()
             config.add_transport(self.engine, domain, transport.open_server_mode(sock=sock))
-            self.receiver = Receiver(self.engine, receiver, self.drops, self._deliver)
+            self.receiver = Receiver(self.engine, receiver, self.drops, self._deliver,
+                                     self.collector.config.ingest.max_future_s)
             log.info("receiving SNMP notifications on %s port %d", receiver.host,
                      sock.getsockname()[1])
         for agent in settings.probes:
@@ -95,12 +95,6 @@ class SnmpService:
         collector = self.collector
         try:
             probe = await collector.in_db(collector.store.probe, n.probe_id)
-            horizon = time.time() + collector.config.ingest.max_future_s
-            if n.changed_at.timestamp() > horizon:
-                self.drops["malformed"] += 1
-                log.warning("dropped %s from %s: its time %s is in the future (check the "
-                            "probe's clock)", n.name, n.source, n.changed_at.isoformat())
-                return
             if probe is None or probe.revoked_at is not None or probe.mission != n.mission:
                 self.drops["unknown_probe"] += 1
                 log.warning("dropped %s from %s: probe %s of mission %s is not registered "
@@ -108,25 +102,23 @@ class SnmpService:
                             n.probe_id, n.mission)
                 return
             self.exporter.received[n.name] += 1
-            if n.name not in CHECK_NOTIFICATIONS:
+            if not isinstance(n.change, CheckChange):
                 log.info("probe %s of %s: %s (access %s since %s)", n.probe_id, n.mission,
-                         n.name, n.values["unhProbeAccessState"], n.changed_at.isoformat())
+                         n.name, n.change.state.value, n.changed_at.isoformat())
                 return
-            await self._apply_check(n)
+            await self._apply_check(n, n.change)
         except Exception:
             log.exception("applying %s from %s failed", n.name, n.source)
 
-    async def _apply_check(self, n: Notification) -> None:
+    async def _apply_check(self, n: Notification, change: CheckChange) -> None:
+        # Every value here passed the receiver's checks (receiver.CheckChange).
         collector = self.collector
-        check_id = str(n.values["unhCheckName"])
-        state = str(n.values["unhCheckState"])
-        reason = n.values["unhCheckFailureReason"]
-        cause = f"snmp {n.name}" + (f" ({reason})" if reason else "")
+        check_id, state = change.check_id, change.state.value
+        cause = f"snmp {n.name}" + (f" ({change.reason.value})" if change.reason else "")
         timelines = collector.timelines
         group = timelines.groups.get((n.mission, check_id))
-        collector.state.note_check(
-            n.mission, check_id, str(n.values["unhCheckKind"]),
-            str(n.values["unhCheckTarget"]), n.probe_id, group or "internet")
+        collector.state.note_check(n.mission, check_id, change.kind, change.target,
+                                   n.probe_id, group or "internet")
         changed = await collector.in_db(
             timelines.confirm, n.mission, check_id, group, n.changed_at.timestamp(),
             state, cause)

@@ -39,6 +39,7 @@ class ProbeState:
     last_report_at: float = 0.0
     backlog: int | None = None
     results_total: int = 0
+    dropped: int | None = None  # results its outbox dropped unsent, as it last reported
 
 
 class FleetState:
@@ -83,7 +84,7 @@ class FleetState:
                 target=target, probe_id=probe_id)
 
     def note_report(self, probe_id: str, mission: str, results: int, backlog: int | None,
-                    at: float | None = None) -> None:
+                    at: float | None = None, dropped: int | None = None) -> None:
         self.changes += 1
         probe = self.probes.get(probe_id)
         if probe is None:
@@ -92,6 +93,8 @@ class FleetState:
         probe.last_report_at = time.time() if at is None else at
         probe.backlog = backlog
         probe.results_total += results
+        if dropped is not None:  # older probes do not report it
+            probe.dropped = dropped
 
     def load(self, latest: list, counts: dict[tuple[str, str], tuple[int, int]]) -> None:
         """Rebuilds the state from the store after a restart."""

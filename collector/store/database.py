@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import threading
 import time
@@ -13,10 +14,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 from alembic import command
 from alembic.config import Config
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import (
     Connection,
     Engine,
@@ -29,9 +31,12 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import DataError, IntegrityError
 
 from collector.store.schema import enrollments, probes, readers, results, state_intervals
-from unhindered.measurement import Batch, Measurement
+from unhindered.measurement import Batch, Measurement, clean_text
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -50,6 +55,20 @@ class ProbeRecord:
     created_at: float
     revoked_at: float | None
     enrolled: bool = True  # False while its enrollment token waits to be redeemed
+
+
+class Stored(NamedTuple):
+    """What became of a batch's measurements in the store."""
+
+    new: list  # stored now
+    duplicates: int  # stored before (the same probe, outbox and seq)
+    refused: list[tuple[int, str]]  # (seq, why) of the rows the database refused
+
+
+# What the database or its driver raises for a row it cannot take (PostgreSQL: NUL in
+# text, a number out of range; either driver: text UTF-8 cannot carry, an integer past 64
+# bits), as against a store that is down or full (OperationalError), which fails the batch.
+_ROW_REFUSALS = (DataError, IntegrityError, ValueError, OverflowError)
 
 
 class ProbeExists(Exception):
@@ -241,21 +260,60 @@ class Store:
 
     # --- results ---
 
-    def store_batch(self, batch: Batch, received_at: float) -> tuple[list, int]:
-        """Stores the batch's new measurements in one transaction; returns them and the
-        number of duplicates (seqs already stored), which makes retries idempotent."""
+    def store_batch(self, batch: Batch, received_at: float) -> Stored:
+        """Stores the batch's new measurements in one transaction. Seqs already stored are
+        counted as duplicates, which makes a batch sent again harmless.
+
+        A row the database refuses must not fail the others: the probe would send the batch
+        again for ever, and nothing queued behind it would arrive. The wire's rules keep
+        such rows out (unhindered/measurement.py); should one still come, the batch is
+        stored in halves until the row stands alone, and that row is refused."""
         seqs = [m.seq for m in batch.measurements]
-        with self.engine.begin() as conn:
-            known = set(conn.scalars(select(results.c.seq).where(
-                results.c.probe_id == batch.probe_id,
-                results.c.outbox_id == batch.outbox_id,
-                results.c.seq.between(min(seqs), max(seqs)),
-            )))
-            new = [m for m in batch.measurements if m.seq not in known]
-            if new:
-                rows = [_row(m, batch.outbox_id, received_at) for m in new]
-                conn.exec_driver_sql(self._insert_results, rows)
-        return new, len(known)
+        if not seqs:
+            return Stored([], 0, [])
+        rows = None
+        try:
+            with self.engine.begin() as conn:
+                known = set(conn.scalars(select(results.c.seq).where(
+                    results.c.probe_id == batch.probe_id,
+                    results.c.outbox_id == batch.outbox_id,
+                    results.c.seq.between(min(seqs), max(seqs)),
+                )))
+                # The range holds other batches' seqs too (an SNMP poll's seqs are sparse).
+                duplicates = len(known.intersection(seqs))
+                new = [m for m in batch.measurements if m.seq not in known]
+                if new:
+                    rows = [_row(m, batch.outbox_id, received_at) for m in new]
+                    conn.exec_driver_sql(self._insert_results, rows)
+            return Stored(new, duplicates, [])
+        except _ROW_REFUSALS as exc:
+            if rows is None:  # not the insert's refusal
+                raise
+            log.error("the database refused a batch of %d results from probe %s (%s); "
+                      "storing them apart", len(rows), batch.probe_id, _why(exc))
+        # The transaction is rolled back; apart, some rows may be committed before others
+        # are refused, which a batch sent again finds as duplicates.
+        stored, refused = self._insert_apart(list(zip(new, rows, strict=True)))
+        return Stored(stored, duplicates, refused)
+
+    def _insert_apart(self, pairs: list) -> tuple[list, list]:
+        """(measurement, row) pairs stored in halves, a transaction each; returns the
+        measurements stored and the (seq, why) of the rows refused. One bad row among
+        5,000 takes about 26 transactions."""
+        try:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(self._insert_results, [row for _, row in pairs])
+            return [m for m, _ in pairs], []
+        except _ROW_REFUSALS as exc:
+            if len(pairs) == 1:
+                m = pairs[0][0]
+                log.error("the database refused result seq %d of probe %s: %s", m.seq,
+                          m.probe_id, _why(exc))
+                return [], [(m.seq, _why(exc))]
+        half = len(pairs) // 2
+        first, refused_first = self._insert_apart(pairs[:half])
+        second, refused_second = self._insert_apart(pairs[half:])
+        return first + second, refused_first + refused_second
 
     @cached_property
     def _insert_results(self) -> str:
@@ -282,7 +340,7 @@ class Store:
                                      & (results.c.check_id == newest.c.check_id)
                                      & (results.c.started_at == newest.c.started_at))
         with self.engine.connect() as conn:
-            return [measurement_from_row(row) for row in conn.execute(query)]
+            return _measurements(conn.execute(query))
 
     def round_counts(self) -> dict[tuple[str, str], tuple[int, int]]:
         query = select(
@@ -308,7 +366,7 @@ class Store:
             results.c.mission == mission, results.c.check_id == check_id,
             results.c.started_at >= since).order_by(results.c.started_at, results.c.id)
         with self._connection() as conn:
-            return [measurement_from_row(r) for r in conn.execute(query)]
+            return _measurements(conn.execute(query))
 
     def rounds_before(self, mission: str, check_id: str, before: float, limit: int) -> list:
         """The `limit` rounds just before `before`, oldest first."""
@@ -317,7 +375,7 @@ class Store:
             results.c.started_at < before).order_by(
             results.c.started_at.desc(), results.c.id.desc()).limit(limit)
         with self._connection() as conn:
-            return [measurement_from_row(r) for r in conn.execute(query)][::-1]
+            return _measurements(conn.execute(query))[::-1]
 
     # --- state intervals ---
 
@@ -368,6 +426,11 @@ RESULT_COLUMNS = ("probe_id", "outbox_id", "seq", "mission", "check_id", "kind",
                   "confirmation", "local_ok", "interval_s", "figures", "received_at")
 
 
+def _why(exc: Exception) -> str:
+    """The driver's own message, without the statement and its parameters."""
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+
+
 def _row(m, outbox_id: str, received_at: float) -> tuple:
     return (m.probe_id, outbox_id, m.seq, m.mission, m.check_id, m.kind, m.group, m.target,
             m.ip_version, m.started_at.timestamp(), m.duration_s, m.ok,
@@ -376,7 +439,7 @@ def _row(m, outbox_id: str, received_at: float) -> tuple:
 
 
 def measurement_from_row(row) -> Measurement:
-    return _measurement.validate_python({
+    data = {
         "seq": row.seq, "probe_id": row.probe_id, "mission": row.mission,
         "check_id": row.check_id, "kind": row.kind, "group": row.check_group,
         "target": row.target, "ip_version": row.ip_version,
@@ -384,7 +447,43 @@ def measurement_from_row(row) -> Measurement:
         "reason": row.reason, "detail": row.detail, "confirmation": row.confirmation,
         "local_ok": row.local_ok, "interval_s": row.interval_s,
         "figures": json.loads(row.figures),
-    })
+    }
+    try:
+        return _measurement.validate_python(data)
+    except ValidationError:
+        # Stored by an older collector, before the wire's text rule (issue 12): the text
+        # read as the probe now writes it, control characters as escapes.
+        cleaned = {**data, "figures": _clean_strings(data["figures"])}
+        for field, limit in (("target", 255), ("detail", 500)):
+            if data[field] is not None:
+                cleaned[field] = clean_text(data[field], limit)
+        return _measurement.validate_python(cleaned)
+
+
+def _clean_strings(value):
+    """Every string of the figures cleaned, within the length it had (their limits vary)."""
+    if isinstance(value, str):
+        return clean_text(value, len(value))
+    if isinstance(value, dict):
+        return {k: _clean_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_strings(v) for v in value]
+    return value
+
+
+def _measurements(rows) -> list:
+    """The rows as measurements, less those that cannot be read at all: stored by an
+    older collector with what no rule lets through now (year 1, an infinite duration).
+    One such row must not stop the collector's start or a check's replay; raw results
+    older than the retention are pruned anyway."""
+    out = []
+    for row in rows:
+        try:
+            out.append(measurement_from_row(row))
+        except ValidationError as exc:
+            log.error("result %d (probe %s, seq %d) cannot be read, left out: %s", row.id,
+                      row.probe_id, row.seq, exc.errors(include_url=False)[0]["msg"])
+    return out
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -1,6 +1,7 @@
 """The collector's web app: a consumer of the Collector (collector/core.py), which it
 starts and stops with itself. Routes: the probes' ingest (ingest.py), the read API (api/),
-the status page (status/), and here /metrics, /healthz and the index."""
+the status page (status/), and here /metrics, /healthz and the index. Every request passes
+first through limits.py, which bounds what it may cost whoever sends it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from aiohttp import web
 from collector.config import CollectorConfig
 from collector.core import Collector
 from collector.store.database import Store
-from collector.web import api, ingest, status
+from collector.web import api, ingest, limits, status
 from collector.web.context import COLLECTOR, collector_of
 
 EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -42,7 +43,9 @@ async def index(request: web.Request) -> web.Response:
 
 
 def create_app(config: CollectorConfig, store: Store) -> web.Application:
-    app = web.Application(client_max_size=config.ingest.max_body_bytes)
+    app = web.Application(client_max_size=config.ingest.max_body_bytes,
+                          middlewares=[limits.bounded])
+    app[limits.LIMITS] = limits.RequestLimits(config.limits)
     collector = app[COLLECTOR] = Collector(config, store)
 
     async def startup(app: web.Application) -> None:

@@ -2,20 +2,41 @@
 POST /api/v1/enroll (a one-time token traded for a credential) and
 GET /api/v1/probe/checks (the probe's central check list). A batch is parsed and checked
 here, then handed to the one `Collector.store_results`; the wire format is
-docs/protocol.md."""
+docs/protocol.md.
+
+A batch is never refused whole for one bad result: the probe would send it again for
+ever, and nothing queued behind it would arrive. A result that breaks the wire's rules, or
+that the store cannot take, is rejected alone, with its seq and why, and acknowledged
+with the others, so that the probe deletes it and goes on. Only what identifies the
+results (the body's JSON, the batch's fields, each result's seq) refuses the batch."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from collector.store.database import EnrollmentRefused
+from collector.config import CollectorConfig
+from collector.store.database import EnrollmentRefused, ProbeRecord
 from collector.web.context import Refusal, bearer_token, collector_of, error_response
-from unhindered.measurement import PROTOCOL_VERSION, Ack, Batch
+from unhindered.measurement import (
+    ACK_HEADER,
+    ACK_WITH_REJECTED,
+    PROTOCOL_VERSION,
+    Ack,
+    Batch,
+    BatchEnvelope,
+    Rejected,
+    RejectReason,
+    clean_text,
+    read_batch,
+    read_measurement,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +80,28 @@ async def probe_checks(request: web.Request) -> web.Response:
     return web.json_response({"version": version, "checks": checks}, headers={"ETag": etag})
 
 
-def parse_batch(raw: bytes) -> Batch:
-    # The fast path: pydantic parses the JSON itself, without building Python dicts first.
-    # Anything it refuses goes the slow way below, which says why.
+@dataclass(frozen=True)
+class Parsed:
+    batch: Batch  # with the results that passed the wire's rules only (maybe none)
+    acked_through: int  # the batch's highest seq, whatever became of its results
+    rejected: list[Rejected]
+
+
+def parse_batch(raw: bytes) -> Parsed:
+    # The fast path: pydantic parses the JSON itself, without building Python dicts first,
+    # strictly typed (unhindered/measurement.py read_batch). Anything it refuses goes the
+    # slow way below, which says why and keeps the good results of a batch with bad ones.
     try:
-        batch = Batch.model_validate_json(raw)
+        batch = read_batch(raw)
     except ValidationError:
         batch = None
     if batch is not None and batch.protocol == PROTOCOL_VERSION:
-        return batch
+        return Parsed(batch, batch.measurements[-1].seq, [])
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError as exc:
+        raise Refusal(400, "body is not valid JSON: nested too deep") from exc
+    except ValueError as exc:  # also an integer of more than 4,300 digits
         raise Refusal(400, f"body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise Refusal(400, "body must be a JSON object (a batch)")
@@ -78,11 +109,88 @@ def parse_batch(raw: bytes) -> Batch:
         raise Refusal(400, f"unsupported protocol version {data.get('protocol')!r}: this "
                            f"collector speaks version {PROTOCOL_VERSION}")
     try:
-        return Batch.model_validate(data)
+        envelope = BatchEnvelope.model_validate(data, strict=True)
     except ValidationError as exc:
         details = [{"field": ".".join(str(p) for p in e["loc"]), "error": e["msg"]}
-                   for e in exc.errors()[:20]]
+                   for e in exc.errors(include_url=False)[:20]]
         raise Refusal(422, f"invalid batch: {exc.error_count()} problem(s)", details) from exc
+    return _one_by_one(envelope, data["measurements"])
+
+
+def _one_by_one(envelope: BatchEnvelope, items: list) -> Parsed:
+    """Each result read on its own: those that break a rule are rejected, with why."""
+    valid, rejected = [], []
+    highest = 0
+    for item, seq in zip(items, (m.seq for m in envelope.measurements), strict=True):
+        in_order, highest = seq > highest, max(seq, highest)
+        try:
+            # In JSON again: a result is read from its JSON text, as on the fast path (a
+            # time from its RFC 3339 text, strictly typed otherwise).
+            m = read_measurement(json.dumps(item))
+        except ValidationError as exc:
+            rejected.append(Rejected(seq=seq, reason=RejectReason.INVALID,
+                                     detail=_problems(exc)))
+            continue
+        except RecursionError:
+            rejected.append(Rejected(seq=seq, reason=RejectReason.INVALID,
+                                     detail="nested too deep"))
+            continue
+        if not in_order:
+            rejected.append(Rejected(seq=seq, reason=RejectReason.OUT_OF_ORDER,
+                                     detail="seqs must increase within a batch"))
+        elif (m.probe_id, m.mission) != (envelope.probe_id, envelope.mission):
+            rejected.append(Rejected(
+                seq=seq, reason=RejectReason.WRONG_PROBE,
+                detail=f"names probe {m.probe_id} of {m.mission}, its batch "
+                       f"{envelope.probe_id} of {envelope.mission}"))
+        else:
+            valid.append(m)
+    head = envelope.model_dump(exclude={"measurements"})
+    return Parsed(Batch.model_construct(**head, measurements=valid), highest, rejected)
+
+
+def _problems(exc: ValidationError) -> str:
+    """What is wrong with a result, field by field, on one line (the probe logs it)."""
+    errors = exc.errors(include_url=False, include_input=False)
+    text = "; ".join(".".join(str(p) for p in e["loc"]) + ": " + e["msg"] if e["loc"]
+                     else e["msg"] for e in errors[:3])
+    if len(errors) > 3:
+        text += f"; and {len(errors) - 3} more"
+    return clean_text(text, 500)  # a message may quote the input
+
+
+def _within_history(batch: Batch, probe: ProbeRecord, config: CollectorConfig
+                    ) -> tuple[Batch, list[Rejected]]:
+    """Results older than the raw results the collector keeps, or than the probe's
+    registration, are rejected. The raw results of a day past retention.raw_days are gone
+    (pruned once rolled up): a late one would recompute that day's rollups from itself
+    alone. Before its registration the probe did not exist: its clock was wrong, and the
+    times would rewrite history; the clock error ingest allows ahead (max_future_s) is
+    allowed behind too."""
+    raw_days = config.retention.raw_days
+    now = datetime.now(UTC)
+    kept_since = now - timedelta(days=raw_days)
+    registered = datetime.fromtimestamp(probe.created_at, UTC)
+    allowed_from = registered - timedelta(seconds=config.ingest.max_future_s)
+    if min((m.started_at for m in batch.measurements), default=now) >= max(kept_since,
+                                                                            allowed_from):
+        return batch, []
+    keep, rejected = [], []
+    for m in batch.measurements:
+        if m.started_at < kept_since:
+            rejected.append(Rejected(
+                seq=m.seq, reason=RejectReason.TOO_OLD,
+                detail=f"started at {m.started_at.isoformat()}: this collector keeps raw "
+                       f"results {raw_days:g} days"))
+        elif m.started_at < allowed_from:
+            rejected.append(Rejected(
+                seq=m.seq, reason=RejectReason.BEFORE_REGISTRATION,
+                detail=f"started at {m.started_at.isoformat()}, before probe "
+                       f"{probe.probe_id} was registered ({registered.isoformat()}): "
+                       "check the probe's clock (NTP)"))
+        else:
+            keep.append(m)
+    return batch.model_copy(update={"measurements": keep}), rejected
 
 
 async def _ingest(request: web.Request) -> web.Response:
@@ -100,7 +208,8 @@ async def _ingest(request: web.Request) -> web.Response:
     # Parsing a large batch takes milliseconds of CPU: not on the event loop. On the
     # database thread rather than a pool: parsing holds the GIL, and several parsing
     # threads only took it from each other (13 % fewer results/s, commit 8d220f5).
-    batch = await collector.in_db(parse_batch, raw)
+    parsed = await collector.in_db(parse_batch, raw)
+    batch = parsed.batch
     if (batch.probe_id, batch.mission) != (probe.probe_id, probe.mission):
         raise Refusal(403, f"this token belongs to probe {probe.probe_id} of mission "
                            f"{probe.mission}, not {batch.probe_id} of {batch.mission}")
@@ -109,10 +218,30 @@ async def _ingest(request: web.Request) -> web.Response:
     if future:
         raise Refusal(422, f"measurement time is in the future for seqs {future[:10]}: "
                            "check the probe's clock (NTP)")
+    batch, too_early = _within_history(batch, probe, config)
 
-    new, duplicates = await collector.store_results(batch)
-    ack = Ack(acked_through=batch.measurements[-1].seq, stored=len(new), duplicates=duplicates)
-    return web.json_response(ack.model_dump())
+    stored = await collector.store_results(batch)
+    rejected = sorted([*parsed.rejected, *too_early, *(
+        Rejected(seq=seq, reason=RejectReason.STORE_REFUSED, detail=why)
+        for seq, why in stored.refused)], key=lambda r: r.seq)
+    if rejected:
+        _note_rejected(collector, probe, rejected)
+    ack = Ack(acked_through=parsed.acked_through, stored=len(stored.new),
+              duplicates=stored.duplicates, rejected=rejected)
+    reads_rejected = ACK_WITH_REJECTED in {
+        v.strip() for v in request.headers.get(ACK_HEADER, "").split(",")}
+    return web.json_response(ack.model_dump(exclude=None if reads_rejected else {"rejected"}))
+
+
+def _note_rejected(collector, probe: ProbeRecord, rejected: list[Rejected]) -> None:
+    """Counted by reason (the store counts its own refusals), and one log line."""
+    for reason, n in Counter(r.reason for r in rejected).items():
+        if reason != RejectReason.STORE_REFUSED:
+            collector.metrics.ingest_rejected.labels(reason=reason).inc(n)
+    shown = "; ".join(f"seq {r.seq} {r.reason} ({r.detail})" for r in rejected[:5])
+    more = f"; and {len(rejected) - 5} more" if len(rejected) > 5 else ""
+    log.warning("rejected %d result(s) of probe %s (%s): %s%s", len(rejected),
+                probe.probe_id, probe.mission, shown, more)
 
 
 async def enroll(request: web.Request) -> web.Response:

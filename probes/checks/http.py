@@ -22,7 +22,7 @@ from urllib.parse import SplitResult, quote, urljoin, urlsplit
 from probes.checks import tcp, tls
 from probes.checks.base import CheckOutcome, IPAddress, ResolveError, resolve
 from unhindered.checks.http import DEFAULT_PORTS, HEADER_NAME, HttpCheck
-from unhindered.measurement import FailureReason, HttpFigures
+from unhindered.measurement import FailureReason, HttpFigures, clean_text
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 NO_BODY_STATUSES = frozenset({204, 304})
@@ -62,8 +62,9 @@ class _Progress:
         self.figures = {}
 
     def http_figures(self, body_matched: bool | None = None) -> HttpFigures:
+        # A Location header may hold control characters (a NUL survives urljoin).
         return HttpFigures(**self.figures, redirects=self.redirects,
-                           final_url=self.url[:2048], body_matched=body_matched)
+                           final_url=clean_text(self.url, 2048), body_matched=body_matched)
 
 
 @dataclass(frozen=True)

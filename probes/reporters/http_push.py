@@ -17,7 +17,7 @@ import time
 from probes.config import CollectorSettings
 from probes.outbox import Outbox
 from probes.transport import Transport, TransportError
-from unhindered.measurement import Ack, encode_batch
+from unhindered.measurement import ACK_HEADER, ACK_WITH_REJECTED, Ack, Rejected, encode_batch
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ class HttpPusher:
         self._backoff = settings.backoff_initial_s
         self.last_error: str | None = None
         self.failures = 0  # batches no URL accepted, for the probe's own metrics
+        self.rejected: dict[str, int] = {}  # results the collector rejected, by reason
 
     def reconfigure(self, settings: CollectorSettings, token: str) -> None:
         """New URLs, token and limits (a config reload); the next request uses them."""
@@ -87,6 +88,8 @@ class HttpPusher:
             self.last_error = None
             log.debug("collector acknowledged seqs %d..%d (%d stored, %d duplicates)",
                       rows[0][0], through, ack.stored, ack.duplicates)
+            if ack.rejected:
+                self._note_rejected([r for r in ack.rejected if r.seq <= through])
             return True
         self.failures += 1
         delay = random.uniform(0, self._backoff)  # full jitter: probes don't march in step
@@ -96,9 +99,20 @@ class HttpPusher:
         await asyncio.sleep(delay)
         return False
 
+    def _note_rejected(self, rejected: list[Rejected]) -> None:
+        """Results the collector will never store, deleted with the rest of the batch:
+        kept, they would be sent again for ever and hold back everything behind them."""
+        for r in rejected:
+            self.rejected[r.reason] = self.rejected.get(r.reason, 0) + 1
+        shown = "; ".join(f"seq {r.seq} {r.reason} ({r.detail})" for r in rejected[:5])
+        more = f"; and {len(rejected) - 5} more" if len(rejected) > 5 else ""
+        log.warning("the collector rejected %d result(s), deleted from the outbox: %s%s",
+                    len(rejected), shown, more)
+
     def _body(self, rows: list[tuple[int, str]], backlog: int) -> bytes:
+        # The outbox's running count of dropped results: the collector sees the loss.
         text = encode_batch(self.probe_id, self.mission, self.outbox.outbox_id, backlog,
-                            [body for _, body in rows])
+                            [body for _, body in rows], dropped=self.outbox.dropped)
         return gzip.compress(text.encode(), compresslevel=5)
 
     async def _post(self, url: str, body: bytes, count: int) -> Ack | None:
@@ -106,6 +120,7 @@ class HttpPusher:
             "Authorization": f"Bearer {self.token}",
             "Content-Type": "application/json",
             "Content-Encoding": "gzip",
+            ACK_HEADER: ACK_WITH_REJECTED,  # this probe reads the results rejected alone
         }
         try:
             answer = await self.transport.request("POST", url, body, headers)

@@ -47,6 +47,15 @@ DROP_COUNTERS = {
 }
 
 
+def _secrets(settings: SnmpSettings) -> list[str]:
+    """The pass phrases and the community, as the engine is given them."""
+    secrets: list[str] = []
+    for user in settings.users:
+        secrets.extend(user.keys())
+    community = settings.read_community()
+    return secrets if community is None else [*secrets, community]
+
+
 class SnmpService:
     def __init__(self, settings: SnmpSettings, states: CheckStates, facts: ProbeFacts,
                  outbox: Outbox) -> None:
@@ -55,9 +64,11 @@ class SnmpService:
         self.facts = facts
         self.outbox = outbox
         if os.environ.get(DEBUG_VARIABLE):  # pysnmp's own tracing, for diagnosis only
-            from pysnmp import debug
+            from probes.snmp import trace
 
-            debug.set_logger(debug.Debug(*os.environ[DEBUG_VARIABLE].split(",")))
+            # pysnmp writes pass phrases, keys and the community into its trace: they
+            # are withheld on the way to the log (probes/snmp/trace.py).
+            trace.start(os.environ[DEBUG_VARIABLE], _secrets(settings))
         engine_id = settings.engine_id
         self.engine = SnmpEngine(
             snmpEngineID=rfc1902.OctetString(hexValue=engine_id) if engine_id else None)

@@ -19,6 +19,7 @@ from collector.web.api.params import decode_cursor, encode_cursor, parse_time
 from collector.web.api.routes import ENDPOINTS
 from collector.web.app import create_app
 from collector.web.context import COLLECTOR
+from tests.support.storage import registered_since
 from tests.unit.test_measurement import icmp
 
 # An hour boundary a day ago: the hour of results below is over, so its rollup exists,
@@ -64,6 +65,7 @@ async def collector(any_store):
     store.enroll_probe("bra-1", "BRA", 3600)  # registered, never enrolled
     store.add_probe("old-1", "FRA")
     store.revoke_probe("old-1")
+    registered_since(store, BASE - 3600)  # before the results below, which are a day old
     read_token = store.add_reader("tests")
     revoked_reader = store.add_reader("gone")
     store.revoke_reader("gone")

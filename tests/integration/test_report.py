@@ -78,7 +78,7 @@ class Fleet:
             batch = Batch.model_validate({
                 "protocol": 1, "probe_id": f"{mission.lower()}-1", "mission": mission,
                 "outbox_id": "a" * 32, "measurements": measurements})
-            new, _ = self.store.store_batch(batch, received_at=received_at or times[-1])
+            new = self.store.store_batch(batch, received_at=received_at or times[-1]).new
             self.timelines.apply(new)
 
 

@@ -5,7 +5,11 @@ and random packets are dropped, counted in /metrics, and the agent keeps answeri
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -15,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import free_port, wait_for
@@ -23,12 +29,14 @@ from tests.support.snmp import (
     COMMUNITY,
     MIB_ARGS,
     PLAIN,
+    PRIV_KEY,
     USER,
     expected_row,
     oid_of,
     outbox_result,
     parse_walk,
     program,
+    start_snmptrapd,
     v3,
 )
 
@@ -38,7 +46,8 @@ FUZZ_PACKETS = 3000
 
 
 class RunningProbe:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, snmp: dict | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))  # the open port
         self.closed = socket.socket()  # bound, never listening: connections are refused
         self.closed.bind(("127.0.0.1", 0))
@@ -65,14 +74,15 @@ class RunningProbe:
             "snmp": {"agent": {"listen": self.agent},
                      "users": [{"name": USER, "auth_key": AUTH_KEY,
                                 "priv_key": "priv-pass-phrase"}],
-                     "community": COMMUNITY},
+                     "community": COMMUNITY, **(snmp or {})},
         }
         path = tmp_path / "probe.yaml"
         path.write_text(yaml.safe_dump(config))
         self.log = tmp_path / "probe.log"
         with self.log.open("w") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "probes", "run", "-c",
-                                             str(path)], stdout=log, stderr=subprocess.STDOUT)
+                                             str(path)], stdout=log, stderr=subprocess.STDOUT,
+                                            env={**os.environ, **(env or {})})
 
     def snmp(self, command: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         done = subprocess.run([program(command), "-t", "2", "-r", "1", *MIB_ARGS, *PLAIN, *args],
@@ -276,7 +286,9 @@ def test_a_port_in_use_or_a_refused_key_file_stops_the_start_with_a_clear_error(
                 (snmp, f"SNMP agent cannot listen on 127.0.0.1:{port}: Address already in use"),
                 ({**snmp, "users": [{"name": USER, "auth_key": AUTH_KEY,
                                       "priv_key_file": "priv.key"}]},
-                 "snmp: user monitor: the key in priv_key_file needs at least 8 characters")):
+                 # Refused when the config is read, as check-config refuses it.
+                 "snmp.users[0].priv_key_file: the pass phrase in it needs at least 8 "
+                 "characters (got 'priv.key')")):
             path.write_text(yaml.safe_dump({
                 "probe_id": "loop-1", "mission": "TST", "outbox": "outbox.sqlite",
                 "collector": {"urls": ["http://127.0.0.1:1/"], "token": "unused"},
@@ -287,6 +299,78 @@ def test_a_port_in_use_or_a_refused_key_file_stops_the_start_with_a_clear_error(
                                   capture_output=True, text=True, timeout=60)
             assert done.returncode == 2, done.stderr
             assert expected in done.stderr and "Traceback" not in done.stderr
+
+
+ENGINE_ID = "80001f8804756e68696e6465726564"
+
+
+def master_key(pass_phrase: str) -> bytes:
+    """RFC 3414 A.2 with SHA-256 (RFC 7860): the key a pass phrase stands for."""
+    repeated = pass_phrase.encode() * (1_048_576 // len(pass_phrase) + 1)
+    return hashlib.sha256(repeated[:1_048_576]).digest()
+
+
+def localized_key(pass_phrase: str, engine_id: bytes) -> bytes:
+    """The key as one engine uses it (AES-128 takes its first 16 octets)."""
+    key = master_key(pass_phrase)
+    return hashlib.sha256(key + engine_id + key).digest()
+
+
+def hex_dumped(text: str) -> bytes:
+    """The octets of every hex dump in pysnmp's trace (`00016: 6C 61 62 ...` lines)."""
+    return bytes.fromhex(" ".join(re.findall(r"^\s*\d{5}: ((?:[0-9A-F]{2} ?)+)$", text,
+                                             re.MULTILINE)))
+
+
+def test_the_debug_trace_shows_no_pass_phrase_key_or_community(tmp_path):
+    """UNHINDERED_SNMP_DEBUG=all while the agent answers v3 and v2c requests and v3
+    informs and a v2c trap go to a net-snmp snmptrapd: pysnmp traces every step, and
+    neither the pass phrases, the keys derived from them (for the probe's engine and for
+    snmptrapd's) nor the community reach the log."""
+    traps = free_port(socket.SOCK_DGRAM)
+    receiver = start_snmptrapd(subprocess.Popen, tmp_path / "trapd", f"127.0.0.1:{traps}")
+    running = RunningProbe(tmp_path, env={"UNHINDERED_SNMP_DEBUG": "all"}, snmp={
+        "engine_id": ENGINE_ID,
+        "notify": [{"name": "v3", "address": f"127.0.0.1:{traps}", "user": USER},
+                   {"name": "v2c", "address": f"127.0.0.1:{traps}", "version": "v2c",
+                    "type": "trap"}]})
+    try:
+        wait_for(lambda: "unhCheckName.3" in running.walk(), 30, "the agent to answer")
+        running.snmp("snmpget", "-v2c", "-c", COMMUNITY, running.agent,
+                     "UNHINDERED-MIB::unhProbeId.0")
+        # The closed port goes down: a v3 inform (keys localized for snmptrapd's engine)
+        # and a v2c trap (the community in clear).
+        wait_for(lambda: receiver.received().count("checkDown") >= 2, 30,
+                 "snmptrapd to log the inform and the trap")
+        # Read while the probe runs: its stop is not what this test is about.
+        log = running.log.read_text(errors="replace")
+    finally:
+        running.close()
+        receiver.process.terminate()
+        receiver.process.wait(10)
+    persisted = (tmp_path / "trapd" / "persist" / "snmptrapd.conf").read_text()
+    (their_engine,) = re.findall(r"oldEngineID 0x([0-9a-fA-F]+)", persisted)
+    # The trace is there, with what diagnosis needs: the engines' ids.
+    assert log.count(" pysnmp: ") > 1_000
+    assert ENGINE_ID in log.lower() and their_engine.lower() in log.lower()
+    assert 'usmUserAuthKeyLocalized "<withheld>"' in log
+    secrets = {"auth pass phrase": AUTH_KEY.encode(), "priv pass phrase": PRIV_KEY.encode(),
+               "community": COMMUNITY.encode()}
+    for name, phrase in (("auth", AUTH_KEY), ("priv", PRIV_KEY)):
+        secrets[f"{name} master key"] = master_key(phrase)
+        for engine in (ENGINE_ID, their_engine):
+            key = localized_key(phrase, bytes.fromhex(engine))
+            secrets[f"{name} key for {engine}"] = key
+            secrets[f"{name} key for {engine}, 16 octets"] = key[:16]
+    dumped = hex_dumped(log)
+    assert len(dumped) > 1_000  # packets were dumped
+    for name, secret in secrets.items():
+        for form in (secret.decode("latin-1"), secret.hex(), secret.hex().upper(),
+                     repr(secret)[2:-1]):
+            assert form not in log, f"the {name} is in the log as {form!r}"
+        assert secret not in dumped, f"the {name} is in a hex dump"
+    # (pysnmp traces tracebacks it handles, inside its messages: no line starts with one.)
+    assert not re.search(r"^Traceback", log, re.MULTILINE)
 
 
 def valid_v2c_request() -> bytes:
@@ -303,3 +387,92 @@ def valid_v2c_request() -> bytes:
     v2c.apiMessage.set_community(message, COMMUNITY)
     v2c.apiMessage.set_pdu(message, pdu)
     return encoder.encode(message)
+
+
+# --- well-formed requests with hostile values (issue 12's fault suite) ---
+
+HOSTILE_COMMUNITIES = [b"", b"public", b"x" * 5_000, b"lab\x00community", b"a\nERROR forged",
+                       b"\xff\xfe", b"<script>", COMMUNITY.encode() + b"\n"]
+
+
+@functools.cache
+def prefixes() -> list[tuple[int, ...]]:
+    return [oid_of("unhinderedMIB"), oid_of("unhCheckName"), (1, 3, 6, 1), (1, 3), (2, 999)]
+
+
+@st.composite
+def hostile_requests(draw) -> dict:
+    """A v2c request, as data: GET, GETNEXT, GETBULK or SET, of any OIDs (in the MIB or
+    not, huge arcs), SET values of any kind, any max-repetitions, with the community or
+    another."""
+    right = draw(st.booleans())
+    prefix = draw(st.sampled_from(prefixes()))
+    arcs = st.lists(st.integers(0, 2**32 - 1), max_size=12)
+    return {
+        "right": right,
+        "community": COMMUNITY.encode() if right else draw(
+            st.sampled_from(HOSTILE_COMMUNITIES)),
+        "kind": draw(st.sampled_from(["get", "next", "bulk", "set"])),
+        "oids": draw(st.lists(arcs.map(lambda a: (*prefix, *a)), min_size=1, max_size=8)),
+        "values": draw(st.lists(st.one_of(
+            st.binary(max_size=300), st.sampled_from([b"x" * 5_000, b"\x00", b"a\nb"]),
+            st.integers(-2**31, 2**31 - 1)), min_size=8, max_size=8)),
+        "non_repeaters": draw(st.integers(0, 10)),
+        "max_repetitions": draw(st.sampled_from([0, 1, 50, 2**31 - 1])),
+    }
+
+
+def encoded(request: dict) -> bytes:
+    from pyasn1.codec.ber import encoder
+    from pysnmp.proto import api, rfc1902
+
+    v2c = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
+    kind = request["kind"]
+    pdu = {"get": v2c.GetRequestPDU, "next": v2c.GetNextRequestPDU,
+           "bulk": v2c.GetBulkRequestPDU, "set": v2c.SetRequestPDU}[kind]()
+    if kind == "bulk":
+        v2c.apiBulkPDU.set_defaults(pdu)
+        v2c.apiBulkPDU.set_non_repeaters(pdu, request["non_repeaters"])
+        v2c.apiBulkPDU.set_max_repetitions(pdu, request["max_repetitions"])
+    else:
+        v2c.apiPDU.set_defaults(pdu)
+
+    def value(v):
+        if kind != "set":
+            return v2c.Null("")
+        return rfc1902.Integer32(v) if isinstance(v, int) else rfc1902.OctetString(v)
+
+    v2c.apiPDU.set_varbinds(pdu, [(o, value(v)) for o, v in
+                                  zip(request["oids"], request["values"], strict=False)])
+    message = v2c.Message()
+    v2c.apiMessage.set_defaults(message)
+    v2c.apiMessage.set_community(message, request["community"])
+    v2c.apiMessage.set_pdu(message, pdu)
+    return encoder.encode(message)
+
+
+def test_fuzz_well_formed_requests_with_hostile_values(probe):
+    drawn: list[dict] = []
+
+    @settings(max_examples=600, database=None, derandomize=True, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(hostile_requests())
+    def draw(example) -> None:
+        drawn.append(example)
+
+    draw()
+    wrong = sum(1 for request in drawn if not request["right"])
+    assert 100 < wrong < len(drawn) - 100
+    before = probe.dropped()
+    probe.send_paced([encoded(request) for request in drawn])
+    after = probe.dropped()
+    # Each request with another community is refused and counted; SETs with the right one
+    # are answered with an error (the agent is read-only); nothing stops the agent.
+    assert after["bad_community"] - before["bad_community"] == wrong
+    assert probe.process.poll() is None
+    walk = probe.walk()
+    assert walk["unhProbeId.0"] == "loop-1" and len(rows(walk)) == 3
+    assert sorted(r["unhCheckName"] for r in rows(walk).values()) == [
+        "closed-port", "loopback", "open-port"]
+    log = probe.log.read_text()
+    assert "Traceback" not in log and "forged" not in log

@@ -6,31 +6,42 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import socket
+import unicodedata
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
+from pyasn1.codec.ber import encoder
 
 from collector.config import CollectorConfig
+from collector.core import Collector
+from collector.snmp import mib
 from collector.snmp.settings import ReceiverSettings, SnmpSettings, TrapSender
 from collector.store.database import Store
 from collector.store.schema import access_intervals
 from collector.web.app import create_app
+from collector.web.context import COLLECTOR
 from tests.support import free_port
 from tests.support.netsnmp import check_varbinds, dotted, send, v2c
 from tests.support.snmp import AUTH_KEY, PRIV_KEY, v3
 from unhindered.snmp.settings import SnmpUser
+from unhindered.snmp.values import date_and_time
 
 DOWN, UP = 3, 1
 CHECK = "internet-icmp"
 
 
 class Running:
-    def __init__(self, url: str, port: int, store: Store) -> None:
+    def __init__(self, url: str, port: int, store: Store, app: Collector) -> None:
         self.url, self.port, self.store = url, port, store
+        self.app = app  # the Collector itself: its counters, without /metrics' delay
 
     async def metrics(self) -> dict[tuple[str, frozenset], float]:
         async with ClientSession() as session, session.get(self.url + "metrics") as response:
@@ -78,7 +89,7 @@ async def collector(tmp_path):
         host="127.0.0.1", port=port, senders=senders)))
     server = TestServer(create_app(config, store), host="127.0.0.1")
     await server.start_server()
-    yield Running(str(server.make_url("/")), port, store)
+    yield Running(str(server.make_url("/")), port, store, server.app[COLLECTOR])
     await server.close()
 
 
@@ -178,6 +189,65 @@ async def test_bad_messages_are_dropped_counted_and_the_receiver_goes_on(collect
     await collector.wait_state("FRA", CHECK, "down")
 
 
+HOSTILE_VALUES = [  # (object, snmptrap type, value): each refused by the HTTP rules
+    ("unhCheckName", "s", ""),
+    ("unhCheckName", "s", "c" * 5_000),
+    ("unhCheckName", "x", "61 00 62"),  # a NUL
+    ("unhCheckName", "s", "<script>alert(1)</script>"),
+    ("unhCheckName", "s", "x\n2026-01-01 00:00:00 ERROR forged line"),
+    ("unhCheckName", "x", "ff fe 41"),  # not UTF-8
+    ("unhCheckTarget", "s", "t" * 256),
+    ("unhCheckTarget", "s", "198.19.0.1\nERROR forged line"),
+    ("unhCheckTarget", "x", "31 00 32"),
+    ("unhCheckFailureReason", "s", "timeout\nERROR forged line"),
+    ("unhCheckFailureReason", "s", "cosmic rays"),
+    ("unhProbeMission", "s", "FRA\nERROR forged line"),
+]
+
+
+def with_value(varbinds: list[str], obj: str, kind: str, value: str) -> list[str]:
+    """snmptrap arguments with one object's type and value replaced."""
+    varbinds = list(varbinds)
+    at = next(i for i in range(0, len(varbinds), 3)
+              if varbinds[i].rsplit(".", 1)[0] == dotted(obj))
+    varbinds[at + 1:at + 3] = [kind, value]
+    return varbinds
+
+
+async def test_values_http_would_refuse_are_dropped_and_logged_safely(collector, caplog):
+    caplog.set_level("INFO", logger="collector.snmp")
+    valid = check_varbinds("fra-1", "FRA", "hostile", DOWN, "timeout", recent(30))
+    for obj, kind, value in HOSTILE_VALUES:
+        status, err = await send("snmptrap", v2c("fra-secret"), collector.port, "checkDown",
+                                 with_value(valid, obj, kind, value))
+        assert status == 0, err
+    for _ in range(50):
+        if await collector.dropped("malformed") == len(HOSTILE_VALUES):
+            break
+        await asyncio.sleep(0.1)
+    assert await collector.dropped("malformed") == len(HOSTILE_VALUES)
+    # Each drop logged once, naming the object, its value quoted on one line.
+    drops = [r.getMessage() for r in caplog.records if "dropped a notification" in
+             r.getMessage()]
+    assert len(drops) == len(HOSTILE_VALUES), drops
+    for (obj, _kind, _value), message in zip(HOSTILE_VALUES, drops, strict=True):
+        assert obj in message, message
+        assert "\n" not in message and "\x00" not in message and len(message) < 400
+    assert not any("forged" in line for r in caplog.records
+                   for line in r.getMessage().splitlines()[1:])
+    # Nothing reached the state, the store or /metrics.
+    assert collector.store.open_intervals() == []
+    metrics = await collector.metrics()
+    assert not [labels for name, labels in metrics if name == "unhindered_check_state"]
+    received = "unhindered_snmp_notifications_received_total"
+    assert not [v for (name, _l), v in metrics.items() if name == received and v]
+    # The same notification with its own values is accepted.
+    status, err = await send("snmptrap", v2c("fra-secret"), collector.port, "checkDown",
+                             valid)
+    assert status == 0, err
+    await collector.wait_state("FRA", "hostile", "down")
+
+
 async def _captured_trap(port: int) -> bytes:
     """One valid v2c checkDown as net-snmp encodes it, caught on a socket of our own."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -234,6 +304,183 @@ async def test_fuzz_thousands_of_packets(collector):
     # has no integrity check) accepted. Loopback UDP may lose a few under load.
     assert len(packets) * 0.98 <= dropped + accepted <= len(packets), (dropped, accepted)
     assert dropped >= len(packets) * 2 / 3 * 0.98  # the random and truncated ones at least
+    # Still serving: an inform is acknowledged and applied.
+    status, err = await send("snmpinform", v3("fra1"), collector.port, "checkUp",
+                             check_varbinds("fra-1", "FRA", "after-fuzz", UP, "", recent(1)))
+    assert status == 0, err
+    await collector.wait_state("FRA", "after-fuzz", "up")
+
+
+# --- well-formed notifications with hostile values (issue 12's fault suite) ---
+
+IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")  # docs/protocol.md
+MISSION = re.compile(r"[A-Z0-9][A-Z0-9-]{1,15}")
+REASONS = {"timeout", "refused", "unreachable", "dns", "tls", "http_status", "body_mismatch",
+           "unexpected_answer", "error"}
+HOSTILE_OCTETS = [b"", b"x" * 5_000, b"a\x00b", b"<script>alert(1)</script>",
+                  b"a\nERROR forged line", b"\r\n", b"\xff\xfe\xfd", b"\x1b[31mred",
+                  "caf\u00e9".encode(), "\u2028".encode(), b"t" * 256, b'"}\n# injected']
+
+
+def hostile_octets() -> st.SearchStrategy[bytes]:
+    """Text nobody should store: known hostile values, and anything at all."""
+    return st.one_of(st.sampled_from(HOSTILE_OCTETS), st.binary(max_size=80),
+                     st.text(max_size=80).map(str.encode))
+
+
+@st.composite
+def hostile_notifications(draw, when: bytes, later: bytes) -> tuple[str, dict]:
+    """(name, object -> value) of one notification: valid values, some of them (or none)
+    replaced by hostile ones. Values are bytes (OctetString) or int (Integer32)."""
+    name = draw(st.sampled_from(["checkDown", "checkUp", "accessLost", "accessRestored"]))
+    down = name in ("checkDown", "accessLost")
+    state = 3 if down else draw(st.sampled_from([1, 2]))
+    # Another registered probe and its mission, or this one's: valid values all.
+    probe, mission = draw(st.sampled_from([(b"fra-1", b"FRA")] * 4 + [(b"ken-1", b"KEN"),
+                                                                      (b"fra-1", b"KEN")]))
+    values: dict[str, object] = {"unhProbeId": probe, "unhProbeMission": mission}
+    if name.startswith("check"):
+        values |= {
+            "unhCheckName": draw(st.one_of(st.sampled_from([b"internet-icmp", b"a:b.c_d-e"]),
+                                           st.from_regex(IDENTIFIER, fullmatch=True)
+                                           .map(str.encode))),
+            "unhCheckKind": draw(st.sampled_from([1, 2, 3, 4])),
+            "unhCheckTarget": draw(st.sampled_from(
+                [b"198.19.0.1", b"<b>html</b>", b"t" * 255, "caf\u00e9".encode()])),
+            "unhCheckState": state,
+            "unhCheckFailureReason": draw(st.sampled_from([b"timeout", b"error"]))
+            if down else b"",
+            "unhCheckLastChange": when,
+        }
+    else:
+        values |= {"unhProbeAccessState": state, "unhProbeAccessLastChange": when}
+    for obj in draw(st.sets(st.sampled_from(sorted(values)), max_size=3)):
+        if obj.endswith("State") or obj == "unhCheckKind":
+            values[obj] = draw(st.sampled_from([0, 1, 2, 3, 4, 5, -1, 2**31 - 1]))
+        elif obj.endswith("LastChange"):
+            values[obj] = draw(st.sampled_from([later, b"", b"\x07\xea", b"\xff" * 11]))
+        else:
+            values[obj] = draw(hostile_octets())
+    return name, values
+
+
+def expected_outcome(name: str, values: dict, when: bytes) -> str:
+    """What the receiver must make of a notification, by the documented rules
+    (docs/snmp-collector.md), worked out here independently of the receiver."""
+    text = {}
+    for obj, value in values.items():
+        if isinstance(value, bytes) and not obj.endswith("LastChange"):
+            try:
+                text[obj] = value.decode("utf-8")
+            except UnicodeDecodeError:
+                return "malformed"
+    if values[next(o for o in values if o.endswith("LastChange"))] != when:
+        return "malformed"  # garbage, or an hour ahead of the clock
+    if not (IDENTIFIER.fullmatch(text["unhProbeId"])
+            and MISSION.fullmatch(text["unhProbeMission"])):
+        return "malformed"
+    down = name in ("checkDown", "accessLost")
+    if name.startswith("check"):
+        target, reason = text["unhCheckTarget"], text["unhCheckFailureReason"]
+        state = values["unhCheckState"]
+        if not (IDENTIFIER.fullmatch(text["unhCheckName"])
+                and values["unhCheckKind"] in (1, 2, 3, 4)
+                and 0 < len(target) <= 255
+                and not any(unicodedata.category(c) == "Cc" for c in target)
+                and (reason in REASONS if down else reason == "")):
+            return "malformed"
+    else:
+        state = values["unhProbeAccessState"]
+    if state not in ((3,) if down else (1, 2)):
+        return "malformed"
+    if (text["unhProbeId"], text["unhProbeMission"]) != ("fra-1", "FRA"):
+        return "unknown_probe"
+    return "accepted"
+
+
+def v2c_trap(community: str, name: str, values: dict) -> bytes:
+    """A v2c trap PDU carrying `values` under the notification's objects."""
+    from pysnmp.proto import api, rfc1902
+
+    v2c = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
+    varbinds = [((1, 3, 6, 1, 2, 1, 1, 3, 0), rfc1902.TimeTicks(0)),
+                ((1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0), rfc1902.ObjectIdentifier(mib.oid(name)))]
+    for obj, value in values.items():
+        syntax = (rfc1902.Integer32(value) if isinstance(value, int)
+                  else rfc1902.OctetString(value))
+        varbinds.append(((*mib.oid(obj), 1 if obj.startswith("unhCheck") else 0), syntax))
+    pdu = v2c.SNMPv2TrapPDU()
+    v2c.apiTrapPDU.set_defaults(pdu)
+    v2c.apiTrapPDU.set_varbinds(pdu, varbinds)
+    message = v2c.Message()
+    v2c.apiMessage.set_defaults(message)
+    v2c.apiMessage.set_community(message, community)
+    v2c.apiMessage.set_pdu(message, pdu)
+    return encoder.encode(message)
+
+
+def generated(strategy: st.SearchStrategy, count: int) -> list:
+    """`count` examples of a strategy, the same ones on every run. Hypothesis only draws
+    them here: the collector under test is one for all of them, nothing to shrink."""
+    drawn: list = []
+
+    @settings(max_examples=count, database=None, derandomize=True, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def draw(example) -> None:
+        drawn.append(example)
+
+    draw()
+    return drawn
+
+
+@pytest.mark.slow
+async def test_fuzz_hostile_values_in_well_formed_notifications(collector):
+    when = date_and_time(recent(120))
+    later = date_and_time(recent(-3600))
+    notifications = generated(hostile_notifications(when, later), 600)
+    expected = Counter(expected_outcome(name, values, when) for name, values in notifications)
+    assert min(expected.values()) >= 40, expected  # every outcome well represented
+    snmp = collector.app.snmp
+
+    def outcomes() -> Counter:
+        drops = snmp.drops.totals()
+        return Counter(malformed=drops["malformed"], unknown_probe=drops["unknown_probe"],
+                       accepted=sum(snmp.exporter.received.values()))
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for start in range(0, len(notifications), 25):
+            burst = notifications[start:start + 25]
+            for name, values in burst:
+                s.sendto(v2c_trap("fra-secret", name, values), ("127.0.0.1", collector.port))
+            # The receiver takes in each burst before the next: UDP has no backlog, and
+            # every notification must be accounted for.
+            for _ in range(2_000):  # up to 20 s on a loaded machine
+                if outcomes().total() >= start + len(burst):
+                    break
+                await asyncio.sleep(0.01)
+    assert outcomes() == expected, (outcomes(), expected)
+
+    # Nothing invalid reached the store, the state or /metrics.
+    rows = collector.store.open_intervals()
+    assert rows and {r.mission for r in rows} == {"FRA"}
+    for row in rows:
+        assert IDENTIFIER.fullmatch(row.check_id), row
+        assert row.state in {"up", "degraded", "down"}, row
+        assert re.fullmatch(r"snmp checkDown \((\w+)\)|snmp checkUp", row.cause), row
+    for _ in range(50):  # /metrics is rendered ahead: wait for the accepted ones
+        metrics = await collector.metrics()
+        received = sum(v for (n, _l), v in metrics.items()
+                       if n == "unhindered_snmp_notifications_received_total")
+        if received == expected["accepted"]:
+            break
+        await asyncio.sleep(0.1)
+    assert received == expected["accepted"]
+    for name, labels in metrics:
+        labels = dict(labels)
+        assert all(v.isprintable() for v in labels.values()), (name, labels)
+        if "check" in labels:
+            assert IDENTIFIER.fullmatch(labels["check"]) and labels["mission"] == "FRA"
     # Still serving: an inform is acknowledged and applied.
     status, err = await send("snmpinform", v3("fra1"), collector.port, "checkUp",
                              check_varbinds("fra-1", "FRA", "after-fuzz", UP, "", recent(1)))

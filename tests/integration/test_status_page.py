@@ -34,6 +34,7 @@ from collector.store.rollups import Rollups
 from collector.web.app import create_app
 from collector.web.context import COLLECTOR
 from tests.support import require_program
+from tests.support.storage import registered_since
 from unhindered.i18n import DEFAULT_LANGUAGE, LANGUAGES
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -131,6 +132,7 @@ async def collector(tmp_path_factory):
     store = Store(f"sqlite:///{tmp_path_factory.mktemp('status') / 'collector.sqlite'}")
     store.migrate()
     tokens = {code: store.add_probe(f"{code.lower()}-1", code) for code in CODES}
+    registered_since(store, time.time() - 8 * 86_400)  # before a week of history
     app = create_app(CollectorConfig(), store)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         now = time.time()

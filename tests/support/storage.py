@@ -6,9 +6,10 @@ import os
 import uuid
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, text, update
 
 from collector.store.database import Store
+from collector.store.schema import probes
 
 POSTGRES = os.environ.get("UNHINDERED_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -54,3 +55,10 @@ def any_store(request, tmp_path):
         store.close()
         if schema:
             _drop_schema(schema)
+
+
+def registered_since(store: Store, at: float) -> None:
+    """Backdates every probe's registration to `at`: the collector refuses results older
+    than their probe's registration, and test results are often dated before the test."""
+    with store.engine.begin() as conn:
+        conn.execute(update(probes).values(created_at=at))

@@ -46,6 +46,14 @@ def test_valid_config_loads_with_paths_relative_to_the_file(tmp_path):
     assert config.collector.token_file == tmp_path / "probe.token"
     assert [c.kind for c in config.checks] == ["icmp", "tcp"]
     assert config.checks[0].count == 5  # the documented default
+    assert config.outbox_max_mib == 256  # the documented bound of the outbox
+
+
+def test_the_outbox_bound_is_validated(tmp_path):
+    config = probe_config.load(write(tmp_path, VALID + "outbox_max_mib: 16\n"))
+    assert config.outbox_max_mib == 16
+    message = error_of(write(tmp_path, VALID + "outbox_max_mib: 0\n"))
+    assert "outbox_max_mib:" in message and "greater than or equal to 1" in message
 
 
 @pytest.mark.parametrize("change, field, expectation, line", [

@@ -5,6 +5,7 @@ network: bodies are fed to a StreamReader directly."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import textwrap
 from types import SimpleNamespace
 from urllib.parse import urlsplit
@@ -15,11 +16,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import ValidationError
 
 from probes import config as probe_config
-from probes.checks import http, tls
+from probes import rounds
+from probes.checks import KINDS, http, tls
 from tests.support.lab.certs import make_certs
 from unhindered.checks.http import HttpCheck
 from unhindered.checks.tcp import TcpCheck
-from unhindered.measurement import FailureReason
+from unhindered.measurement import FailureReason, encode_result, read_measurement, with_seq
 
 
 def check(**fields) -> HttpCheck:
@@ -213,3 +215,38 @@ def test_tcp_tls_fields_need_tls():
     plain = TcpCheck(id="t", kind="tcp", target="192.0.2.1", port=443)
     assert (plain.tls, plain.tls_verify, plain.server_name, plain.ca_file) == (
         False, True, None, None)
+
+
+# -- what a hostile server can put in a result (issue 12) -----------------------------------
+
+
+async def test_a_status_line_with_nul_still_gives_a_valid_measurement(monkeypatch):
+    """A NUL in the reason phrase once made PostgreSQL refuse the probe's whole batch, for
+    good: the probe now writes control characters as visible escapes."""
+    version, status, reason = http.parse_status_line(b"HTTP/1.1 503 Service\x00Unavailable\r\n")
+    progress = http._Progress(url="http://192.0.2.1/")
+    answer = http.Answer(version=version, status=status, reason=reason, headers={}, body=b"")
+    outcome = http._judge(check(), progress, answer)
+
+    async def run(_check):
+        return outcome
+    monkeypatch.setitem(KINDS, "http", dataclasses.replace(KINDS["http"], run=run))
+    m = await rounds.measure(check(), "fra-1", "FRA")
+    assert (m.ok, m.reason) == (False, FailureReason.HTTP_STATUS)
+    assert m.detail.startswith("status 503 Service\\x00Unavailable from http://192.0.2.1/")
+    assert read_measurement(with_seq(1, encode_result(m))).detail == m.detail
+
+
+async def test_any_text_a_check_reports_gives_a_valid_measurement(monkeypatch):
+    async def run(_check):
+        raise OSError("line one\nline two \x00" + "x" * 600)
+    monkeypatch.setitem(KINDS, "http", dataclasses.replace(KINDS["http"], run=run))
+    m = await rounds.measure(check(), "fra-1", "FRA")
+    assert m.reason == FailureReason.ERROR
+    assert m.detail.startswith("OSError: line one\\x0aline two \\x00xxx")
+    assert len(m.detail) == 500
+
+
+def test_a_redirect_to_a_url_with_control_characters_gives_valid_figures():
+    progress = http._Progress(url=http.redirect_url("http://192.0.2.1/", "/a\x00b"))
+    assert progress.http_figures().final_url == "http://192.0.2.1/a\\x00b"

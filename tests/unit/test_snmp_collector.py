@@ -3,6 +3,8 @@ Measurement, and the `snmp:` config section's errors."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -73,6 +75,23 @@ def test_a_failed_row_keeps_its_reason_and_has_no_rtt():
     assert odd.reason.value == "error" and "cosmic rays" in odd.detail
 
 
+def test_an_unknown_reason_reaches_the_detail_quoted_without_control_characters():
+    odd = measurement_of(row(unhCheckOk=2, unhCheckFailureReason=b"cosmic\nrays\x00" * 50),
+                         "fra-1", "FRA", 30)
+    assert odd.reason.value == "error" and "cosmic\\x0arays\\x00" in odd.detail
+    assert odd.detail.isprintable() and len(odd.detail) <= 500
+
+
+def test_a_routers_interface_names_reach_the_labels_without_control_characters():
+    from collector.snmp.router import IF_DESCR, IF_NAME, IF_OPER_STATUS, interfaces_of
+
+    rows = {(1,): {IF_NAME: b"eth0\n# forged\x00", IF_OPER_STATUS: 1},
+            (2,): {IF_DESCR: b"\xffwan" + b"x" * 100, IF_OPER_STATUS: 2},
+            (3,): {IF_OPER_STATUS: 1}}
+    assert [i.name for i in interfaces_of(rows, 64)] == [
+        "eth0\\x0a# forged\\x00", ("\ufffdwan" + "x" * 100)[:64], "if3"]
+
+
 def test_one_attempt_kinds_carry_their_time():
     tcp = measurement_of(row(unhCheckKind=2, unhCheckLoss=0), "fra-1", "FRA", 30)
     http = measurement_of(row(unhCheckKind=3, unhCheckLoss=0), "fra-1", "FRA", 30)
@@ -110,3 +129,144 @@ def test_config_errors_name_file_line_and_field(tmp_path, snmp, expected):
         load(path)
     assert str(path) in str(caught.value)
     assert expected.replace("Value error, ", "") in str(caught.value)
+
+
+# --- notification values: the rules an HTTP result is held to (issue 12, case 4) ---
+
+def notification(name: str = "checkDown", **changes) -> tuple[tuple, list]:
+    """(snmpTrapOID value, varbinds) of a notification as the receiver gets it, with
+    `changes` (object name -> bytes, str or int) replacing the valid values."""
+    from pysnmp.proto import rfc1902
+
+    check = name in ("checkDown", "checkUp")
+    values: dict[str, object] = {"unhProbeId": "fra-1", "unhProbeMission": "FRA"}
+    if check:
+        values |= {"unhCheckName": "internet-icmp", "unhCheckKind": 1,
+                   "unhCheckTarget": "198.19.0.1",
+                   "unhCheckState": 3 if name == "checkDown" else 1,
+                   "unhCheckFailureReason": "timeout" if name == "checkDown" else "",
+                   "unhCheckLastChange": date_and_time(WHEN)}
+    else:
+        values |= {"unhProbeAccessState": 3 if name == "accessLost" else 1,
+                   "unhProbeAccessLastChange": date_and_time(WHEN)}
+    values |= changes
+    varbinds = []
+    for obj, value in values.items():
+        instance = 7 if obj.startswith("unhCheck") else 0
+        syntax = (rfc1902.Integer(value) if isinstance(value, int)
+                  else rfc1902.OctetString(value.encode() if isinstance(value, str) else value))
+        varbinds.append(((*mib.oid(obj), instance), syntax))
+    return mib.oid(name), varbinds
+
+
+def test_a_valid_check_notification_decodes_to_checked_values():
+    from collector.snmp.receiver import decode
+
+    name, change, index = decode(*notification("checkDown"))
+    assert (name, index) == ("checkDown", 7)
+    assert (change.probe_id, change.mission, change.check_id, change.kind, change.target,
+            change.state, change.reason, change.changed_at) == (
+        "fra-1", "FRA", "internet-icmp", "icmp", "198.19.0.1", "down", "timeout", WHEN)
+    _name, up, _index = decode(*notification("checkUp", unhCheckState=2))
+    assert (up.state, up.reason) == ("degraded", None)
+    _name, access, _index = decode(*notification("accessLost"))
+    assert (access.probe_id, access.state, access.changed_at) == ("fra-1", "down", WHEN)
+    # What HTTP accepts as a target (any text up to 255 characters) is accepted here too:
+    # pages and exports escape it.
+    for target in ("<b>html</b>", "t" * 255, "https://example.org/a?b=c&d=e"):
+        assert decode(*notification(unhCheckTarget=target))[1].target == target
+
+
+HOSTILE = [
+    ("unhCheckName", ""), ("unhCheckName", "c" * 5_000), ("unhCheckName", "a\x00b"),
+    ("unhCheckName", "<script>alert(1)</script>"), ("unhCheckName", "a\nb"),
+    ("unhCheckName", b"\xff\xfe"), ("unhProbeId", "fra-1\n"), ("unhProbeMission", "fra"),
+    ("unhProbeMission", "FRA\r\nINFO forged"), ("unhCheckTarget", ""),
+    ("unhCheckTarget", "t" * 256), ("unhCheckTarget", "198.19.0.1\x00"),
+    ("unhCheckTarget", "x\n2026-01-01 INFO forged line"), ("unhCheckTarget", "\x1b[31mred"),
+    ("unhCheckFailureReason", "cosmic rays"), ("unhCheckFailureReason", "timeout\n"),
+    ("unhCheckFailureReason", ""),  # a checkDown says why
+    ("unhCheckState", 1),  # a checkDown is a change to down
+    ("unhCheckState", 4), ("unhCheckKind", 9), ("unhCheckLastChange", b"\x07\xea"),
+    ("unhCheckLastChange", date_and_time(datetime(1999, 12, 31, tzinfo=UTC))),  # pre-2000
+]
+
+
+@pytest.mark.parametrize(("obj", "value"), HOSTILE)
+def test_a_value_that_http_would_refuse_makes_the_notification_malformed(obj, value):
+    from collector.snmp.receiver import Malformed, decode
+
+    with pytest.raises(Malformed) as caught:
+        decode(*notification("checkDown", **{obj: value}))
+    message = str(caught.value)
+    # Said safely for the log: the object named, the value quoted, short, and no control
+    # character (a newline would forge a log line).
+    assert obj in message
+    assert len(message) <= 300, message
+    assert not any(ord(c) < 32 or ord(c) == 127 for c in message), message
+
+
+@pytest.mark.parametrize(("name", "changes"), [
+    ("checkUp", {"unhCheckFailureReason": "timeout"}),  # success has no failure reason
+    ("checkUp", {"unhCheckState": 3}),
+    ("accessLost", {"unhProbeAccessState": 1}),
+    ("accessRestored", {"unhProbeAccessState": 3}),
+    ("accessRestored", {"unhProbeMission": "FRA\n"}),
+])
+def test_state_and_reason_must_fit_the_notification(name, changes):
+    from collector.snmp.receiver import Malformed, decode
+
+    with pytest.raises(Malformed):
+        decode(*notification(name, **changes))
+
+
+# --- check-config reads the key files as run does (issue 12) ---
+
+RECEIVER_WITH_FILES = """\
+snmp:
+  receiver:
+    senders:
+      - probe_id: fra-1
+        user: {name: fra1, auth_key_file: fra1.auth, priv_key_file: fra1.priv}
+      - probe_id: ken-1
+        community: ken-secret
+"""
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (("fra1.auth", "short\n"),
+     "line 5: snmp.receiver.senders[0].user.auth_key_file: the pass phrase in it needs at "
+     "least 8 characters"),
+    (("fra1.priv", ""),
+     "line 5: snmp.receiver.senders[0].user.priv_key_file: the pass phrase in it needs"),
+    (("config", ("community: ken-secret", "community: public")),
+     "line 6: snmp.receiver.senders[1]: the community must not be public"),
+])
+def test_check_config_refuses_what_run_would(tmp_path, change, expected):
+    (tmp_path / "fra1.auth").write_text("auth-pass-phrase\n")
+    (tmp_path / "fra1.priv").write_text("priv-pass-phrase\n")
+    text = RECEIVER_WITH_FILES
+    name, content = change
+    if name == "config":
+        text = text.replace(*content)
+    else:
+        (tmp_path / name).write_text(content)
+    path = tmp_path / "collector.yaml"
+    path.write_text(text)
+    done = subprocess.run([sys.executable, "-m", "collector.cli", "-c", str(path),
+                           "check-config"], capture_output=True, text=True)
+    assert done.returncode == 2, done.stdout
+    assert str(path) in done.stderr and expected in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and "short" not in done.stderr
+
+
+def test_check_config_passes_good_key_files(tmp_path):
+    (tmp_path / "fra1.auth").write_text("auth-pass-phrase\n")
+    (tmp_path / "fra1.priv").write_text("priv-pass-phrase\n")
+    path = tmp_path / "collector.yaml"
+    path.write_text(RECEIVER_WITH_FILES)
+    done = subprocess.run([sys.executable, "-m", "collector.cli", "-c", str(path),
+                           "check-config"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    sender = load(path).snmp.receiver.senders[0]
+    assert sender.user.keys() == ("auth-pass-phrase", "priv-pass-phrase")

@@ -79,11 +79,65 @@ def test_mistakes_are_refused_naming_the_field(tmp_path, old, new, field, expect
 
 def test_a_public_community_in_a_file_is_refused_when_read(tmp_path):
     (tmp_path / "monitor.priv").write_text("priv-pass-phrase\n")
-    (tmp_path / "community").write_text("public\n")
+    (tmp_path / "community").write_text("s3cret-community\n")
     text = VALID + SNMP.replace("community: s3cret-community", "community_file: community")
     snmp = probe_config.load(write(tmp_path, text)).snmp
+    # Changed after the config was loaded: refused when run reads it.
+    (tmp_path / "community").write_text("public\n")
     with pytest.raises(ValueError, match="must not be public"):
         snmp.read_community()
+
+
+def check_config(tmp_path, text: str) -> subprocess.CompletedProcess:
+    path = write(tmp_path, text)
+    return subprocess.run([sys.executable, "-m", "probes", "check-config", "-c", str(path)],
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize(("files", "field", "expectation"), [
+    ({"community": "public\n"}, "snmp.community_file",
+     "the community must not be public, private or empty"),
+    ({"community": "Private"}, "snmp.community_file",
+     "the community must not be public, private or empty"),
+    ({"community": "\n"}, "snmp.community_file",
+     "the community must not be public, private or empty"),
+    ({"community": b"\xff\xfe"}, "snmp.community_file", "the file is not UTF-8 text"),
+    ({"community": "s3cret-community", "monitor.priv": "short\n"},
+     "snmp.users[0].priv_key_file", "the pass phrase in it needs at least 8 characters"),
+])
+def test_check_config_reads_the_secret_files_as_run_does(tmp_path, files, field, expectation):
+    (tmp_path / "monitor.priv").write_text("priv-pass-phrase\n")
+    for name, content in files.items():
+        path = tmp_path / name
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    text = VALID + SNMP.replace("community: s3cret-community", "community_file: community")
+    done = check_config(tmp_path, text)
+    assert done.returncode == 2, done.stdout
+    key = field.rsplit(".", 1)[-1]
+    line = next(n + 1 for n, text_line in enumerate(text.splitlines()) if key in text_line)
+    assert str(tmp_path / "probe.yaml") in done.stderr
+    assert f"line {line}: {field}: {expectation}" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "short" not in done.stderr and "s3cret" not in done.stderr  # no secret echoed
+
+
+def test_a_secret_file_missing_here_is_left_to_run(tmp_path):
+    # check-config may run where the secrets are not installed (a CI job checking the
+    # deploy/examples configs): a file it cannot read is run's to report.
+    (tmp_path / "monitor.priv").write_text("priv-pass-phrase\n")
+    text = VALID + SNMP.replace("community: s3cret-community", "community_file: community")
+    assert check_config(tmp_path, text).returncode == 0
+    snmp = probe_config.load(tmp_path / "probe.yaml").snmp
+    with pytest.raises(FileNotFoundError):
+        snmp.read_community()
+
+
+def test_check_config_accepts_good_secret_files(tmp_path):
+    (tmp_path / "monitor.priv").write_text("priv-pass-phrase\n")
+    (tmp_path / "community").write_text("s3cret-community\n")
+    text = VALID + SNMP.replace("community: s3cret-community", "community_file: community")
+    done = check_config(tmp_path, text)
+    assert done.returncode == 0, done.stderr
 
 
 def test_check_config_refuses_public_with_exit_2(tmp_path):

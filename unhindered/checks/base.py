@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from unhindered.measurement import Identifier
+from unhindered.measurement import Identifier, Target
 
 
 class CheckBase(BaseModel):
@@ -18,7 +18,7 @@ class CheckBase(BaseModel):
     group: Identifier = Field(
         "internet", description="what access the check proves, e.g. internet, documents"
     )
-    target: str = Field(min_length=1, max_length=255, description="IP address or host name")
+    target: Target = Field(description="IP address or host name")
     interval_s: float = Field(
         30.0, ge=0.1, le=86_400, description="seconds between rounds (under 1 s: labs only)")
     timeout_s: float = Field(2.0, gt=0, le=60, description="seconds to wait for an answer")

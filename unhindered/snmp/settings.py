@@ -52,6 +52,19 @@ def _secret(value: SecretStr | None, file: Path | None) -> str | None:
     return None
 
 
+def _secret_in_file(path: Path, info: ValidationInfo) -> tuple[Path, str | None]:
+    """(the path relative to the config file, the secret in it as run will read it), so
+    that check-config refuses what run would. None when the file cannot be read here:
+    check-config may run where the secrets are not installed, and run says so itself."""
+    path = resolve_path(path, info)
+    try:
+        return path, _secret(None, path)
+    except UnicodeDecodeError:
+        raise ValueError("the file is not UTF-8 text") from None
+    except OSError:
+        return path, None
+
+
 class _FileRelative(_Section):
     @field_validator("*", mode="after")
     @classmethod
@@ -67,6 +80,18 @@ class SnmpUser(_FileRelative):
     auth_key_file: Path | None = Field(None, description="file holding it")
     priv_key: SecretStr | None = Field(None, description="AES-128 pass phrase")
     priv_key_file: Path | None = Field(None, description="file holding it")
+
+    @field_validator("auth_key_file", "priv_key_file")
+    @classmethod
+    def _key_in_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        value, key = _secret_in_file(value, info)
+        if key is not None and len(key) < MIN_KEY_CHARS:
+            # The content itself is never echoed: the error shows the path only.
+            raise ValueError(f"the pass phrase in it needs at least {MIN_KEY_CHARS} "
+                             "characters")
+        return value
 
     @model_validator(mode="after")
     def _keys(self) -> SnmpUser:
@@ -141,6 +166,16 @@ class SnmpSettings(_FileRelative):
     def _not_public(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             _refuse_public(value.get_secret_value())
+        return value
+
+    @field_validator("community_file")
+    @classmethod
+    def _community_in_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        value, community = _secret_in_file(value, info)
+        if community is not None:
+            _refuse_public(community)
         return value
 
     @model_validator(mode="after")
