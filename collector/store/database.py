@@ -1,5 +1,10 @@
 """Storage: one query layer (SQLAlchemy Core) over the schema in collector/store/schema.py,
-for SQLite (the default) and PostgreSQL, migrated with Alembic."""
+for SQLite (the default) and PostgreSQL, migrated with Alembic.
+
+About 500 lines, kept as one: `Store` is the single object every writer goes through
+(probes and credentials, results, state intervals), and one transaction may span all of
+them (`Store.transaction`); splitting it would split that boundary. Its read-only queries
+for the API are apart, in queries.py, and rollups in rollups.py."""
 
 from __future__ import annotations
 
