@@ -90,30 +90,45 @@ def measurement_of(row: dict[str, object], probe_id: str, mission: str,
 
 
 def batch_of(scalars: dict[str, object], rows: list[dict[str, object]], probe_id: str,
-             mission: str, interval_s: float) -> Batch | None:
-    """The rows as one batch, in seq order; checks that the agent is the expected probe."""
+             mission: str, interval_s: float) -> tuple[Batch | None, list[str]]:
+    """The rows as one batch, in seq order, and the names of the rows refused. Checks that
+    the agent is the expected probe. As over HTTP, a row the wire's rules refuse (or whose
+    seq another row holds) is refused alone: the others are stored."""
     seen = (_text(scalars.get("unhProbeId", b"")), _text(scalars.get("unhProbeMission", b"")))
     if seen != (probe_id, mission):
         raise PollError(f"the agent says it is probe {seen[0]!r} of {seen[1]!r}, "
                         f"configured as {probe_id} of {mission}")
-    measurements = [m for m in (measurement_of(r, probe_id, mission, interval_s)
-                                for r in rows) if m is not None]
-    if not measurements:
-        return None
-    measurements.sort(key=lambda m: m.seq)
+    by_seq: dict[int, Measurement] = {}
+    refused: list[str] = []
+    for r in rows:
+        try:
+            m = measurement_of(r, probe_id, mission, interval_s)
+        except (KeyError, IndexError, ValueError, TypeError):  # ValidationError too
+            m = False
+        if m is None:
+            continue
+        if m is False or m.seq in by_seq:
+            refused.append(clean_text(bytes(r.get("unhCheckName", b"")).decode(
+                "utf-8", "backslashreplace"), 64))
+            continue
+        by_seq[m.seq] = m
+    if not by_seq:
+        return None, refused
     return Batch(protocol=PROTOCOL_VERSION, probe_id=probe_id, mission=mission,
                  outbox_id=_text(scalars["unhProbeOutboxId"]),
-                 backlog=int(scalars["unhProbeOutboxDepth"]), measurements=measurements)
+                 backlog=int(scalars["unhProbeOutboxDepth"]),
+                 measurements=[by_seq[seq] for seq in sorted(by_seq)]), refused
 
 
 class ProbePoller:
     def __init__(self, peer: Peer, probe_id: str,
                  store: Callable[[Batch], Awaitable[Stored]],
-                 outcome: Callable[[str], None]) -> None:
+                 outcome: Callable[[str], None], refused: Callable[[int], None]) -> None:
         self.peer = peer
         self.probe_id = probe_id
         self.store = store
         self.outcome = outcome  # counts polls by outcome
+        self.refused = refused  # counts rows refused alone
         self.columns: dict[Oid, str] = {mib.oid(c): c for c in CHECK_COLUMNS}
         self.scalars: dict[Oid, str] = {(*mib.oid(s), 0): s for s in PROBE_SCALARS}
 
@@ -125,13 +140,18 @@ class ProbePoller:
             scalars = {self.scalars[o]: v for o, v in table.scalars.items()}
             rows = [{self.columns[c]: v for c, v in row.items()}
                     for row in table.rows.values() if len(row) == len(self.columns)]
-            batch = batch_of(scalars, rows, self.probe_id, agent.mission, agent.interval_s)
+            batch, refused = batch_of(scalars, rows, self.probe_id, agent.mission,
+                                      agent.interval_s)
         except (WalkError, PollError, ValidationError, KeyError, ValueError) as exc:
             self.outcome("error")
             log.warning("polling probe %s at %s:%d failed: %s", self.probe_id,
                         agent.address, agent.port, exc)
             return 0
         self.outcome("ok")
+        if refused:
+            self.refused(len(refused))
+            log.warning("polling probe %s: refused %d row(s) that break the wire's rules: %s",
+                        self.probe_id, len(refused), ", ".join(map(repr, refused[:5])))
         if batch is None:
             return 0
         return len((await self.store(batch)).new)

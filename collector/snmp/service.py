@@ -20,6 +20,7 @@ from collector.snmp.receiver import CheckChange, Notification, Receiver
 from collector.snmp.router import RouterPoller, RouterReading
 from collector.snmp.settings import SnmpSettings
 from collector.snmp.walk import Peer
+from unhindered.measurement import RejectReason
 from unhindered.snmp.udp import bind_socket
 
 if TYPE_CHECKING:  # the Collector imports this module when SNMP is configured
@@ -59,7 +60,7 @@ class SnmpService:
                      sock.getsockname()[1])
         for agent in settings.probes:
             poller = ProbePoller(Peer(self.engine, agent), agent.probe_id, self._store,
-                                 self._counting("probe"))
+                                 self._counting("probe"), self._refused)
             self.tasks.append(asyncio.create_task(poller.run()))
         for router in settings.routers:
             poller = RouterPoller(Peer(self.engine, router), self.readings,
@@ -79,6 +80,9 @@ class SnmpService:
         def outcome(result: str) -> None:
             self.exporter.polls[(kind, result)] += 1
         return outcome
+
+    def _refused(self, rows: int) -> None:
+        self.collector.metrics.ingest_rejected.labels(reason=RejectReason.INVALID).inc(rows)
 
     async def _store(self, batch):
         return await self.collector.store_results(batch)

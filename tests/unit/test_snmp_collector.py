@@ -104,11 +104,27 @@ def test_a_row_before_the_first_round_is_skipped_and_the_agent_must_be_the_probe
     scalars = {"unhProbeId": b"fra-1", "unhProbeMission": b"FRA",
                "unhProbeOutboxId": b"0123456789abcdef0123456789abcdef",
                "unhProbeOutboxDepth": 3}
-    batch = batch_of(scalars, [row(unhCheckLastSeq=7), row(unhCheckName=b"b")], "fra-1",
-                     "FRA", 30)
+    batch, refused = batch_of(scalars, [row(unhCheckLastSeq=7), row(unhCheckName=b"b")],
+                              "fra-1", "FRA", 30)
     assert [m.seq for m in batch.measurements] == [7, 42] and batch.backlog == 3
+    assert refused == []
     with pytest.raises(Exception, match="says it is probe 'ken-1'"):
         batch_of({**scalars, "unhProbeId": b"ken-1"}, [row()], "fra-1", "FRA", 30)
+
+
+def test_one_bad_row_is_refused_alone_and_the_rest_of_the_poll_is_kept():
+    """As over HTTP, one result the wire's rules refuse does not cost its neighbours."""
+    scalars = {"unhProbeId": b"fra-1", "unhProbeMission": b"FRA",
+               "unhProbeOutboxId": b"0123456789abcdef0123456789abcdef",
+               "unhProbeOutboxDepth": 0}
+    rows = [row(unhCheckLastSeq=7, unhCheckName=b"a"),
+            row(unhCheckLastSeq=8, unhCheckName=b"bad name\x00"),  # not an identifier
+            row(unhCheckLastSeq=9, unhCheckName=b"c", unhCheckKind=99),  # no such kind
+            row(unhCheckLastSeq=7, unhCheckName=b"d"),  # a seq another row holds
+            row(unhCheckLastSeq=10, unhCheckName=b"e")]
+    batch, refused = batch_of(scalars, rows, "fra-1", "FRA", 30)
+    assert [m.check_id for m in batch.measurements] == ["a", "e"]
+    assert sorted(refused) == ["bad name\\x00", "c", "d"]
 
 
 @pytest.mark.parametrize(("snmp", "expected"), [
