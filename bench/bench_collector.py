@@ -109,15 +109,16 @@ class Server:
     finally, always."""
 
     def __init__(self, name: str, argv: list[str], port: int, log: Path,
-                 ready_path: str) -> None:
+                 ready_path: str, cwd: Path = REPO) -> None:
         self.name, self.argv, self.port, self.log = name, argv, port, log
         self.ready_path = ready_path
+        self.cwd = cwd  # the source tree a collector runs from (`python -m` reads cwd first)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> Server:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT, cwd=REPO)
+                                         stderr=subprocess.STDOUT, cwd=self.cwd)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -153,11 +154,11 @@ class Server:
             self.proc.wait(10)
 
 
-def collector_server(url: str, workdir: Path) -> Server:
+def collector_server(url: str, workdir: Path, source: Path = REPO) -> Server:
     port = free_port()
     argv = [PYTHON, "-m", "collector.cli", "--database", url, "serve",
             "--listen", f"{LOOPBACK}:{port}"]
-    return Server("collector", argv, port, workdir / f"collector-{port}.log", "/")
+    return Server("collector", argv, port, workdir / f"collector-{port}.log", "/", cwd=source)
 
 
 def pushgateway_server(workdir: Path) -> Server:
@@ -194,7 +195,8 @@ def database(kind: str, workdir: Path) -> Iterator[str | None]:
         admin.dispose()
 
 
-def register_cli(url: str, probes: list[tuple[str, str]], workdir: Path) -> dict[str, str]:
+def register_cli(url: str, probes: list[tuple[str, str]], workdir: Path,
+                 source: Path = REPO) -> dict[str, str]:
     """`python -m collector.cli probes add --token-file` for each (probe id, mission);
     the first alone (it migrates the schema), the others three at a time."""
     tokens: dict[str, str] = {}
@@ -204,7 +206,7 @@ def register_cli(url: str, probes: list[tuple[str, str]], workdir: Path) -> dict
         proc = subprocess.Popen(
             [PYTHON, "-m", "collector.cli", "--database", url, "probes", "add",
              "--mission", mission, "--id", probe_id, "--token-file", str(token_file)],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            cwd=source, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         proc.token_file = token_file  # type: ignore[attr-defined]
         return proc
 
@@ -460,15 +462,16 @@ def ingest_loads(tokens: dict[str, str], per_probe: int, pushes: int) -> list[Pr
     return loads
 
 
-def ingest_run(kind: str, workdir: Path, results: int) -> tuple[RunFigures | None, str]:
+def ingest_run(kind: str, workdir: Path, results: int,
+               source: Path = REPO) -> tuple[RunFigures | None, str]:
     label = {"sqlite": "collector, SQLite", "postgresql": "collector, PostgreSQL"}[kind]
     with database(kind, workdir) as url:
         if url is None:
             return None, f"{label}: PostgreSQL unreachable at {POSTGRES_URL}"
         probes = [(f"{m.lower()}-1", m) for m in ingest_codes()[:PROBES]]
-        tokens = register_cli(url, probes, workdir)
+        tokens = register_cli(url, probes, workdir, source)
         loads = ingest_loads(tokens, results // PROBES, pushes=0)
-        server = collector_server(url, workdir)
+        server = collector_server(url, workdir, source)
         try:
             server.start()
             figures = drive(server, loads, push=False, bound_s=TIME_BOUND_S, label=label)

@@ -1,8 +1,9 @@
-"""`python -m bench [rtt|footprint|sweep|ingest|render|snmp|alerts|report|wire ...]`: runs the
-probe benchmarks (rtt, footprint, sweep), the collector benchmarks (ingest, render), the
-SNMP ones (snmp: the probe agent's footprint, then the collector's poll sweep) and
-alerts' cut-to-e-mail, all by default (the yearly report's, report, and the wire-library
-comparison, wire, only when named), and
+"""`python -m bench [rtt|footprint|sweep|ingest|render|snmp|alerts|report|wire|input-cost ...]`:
+runs the probe benchmarks (rtt, footprint, sweep), the collector benchmarks (ingest,
+render), the SNMP ones (snmp: the probe agent's footprint, then the collector's poll sweep)
+and alerts' cut-to-e-mail, all by default (the yearly report's, report, the wire-library
+comparison, wire, and the input checks' cost against an older revision, input-cost, only
+when named), and
 prints each part's table, then every goal with our figure, the reference and the ratio.
 """
 
@@ -22,6 +23,7 @@ from bench import (
     bench_alerts,
     bench_collector,
     bench_footprint,
+    bench_input_cost,
     bench_report,
     bench_rtt,
     bench_snmp,
@@ -32,9 +34,11 @@ from bench import (
 from bench.common import PartResult, table
 from tests.support.lab.netns import unavailable_reason
 
-PARTS = ("rtt", "footprint", "sweep", "ingest", "render", "snmp", "alerts", "report", "wire")
-# report: about 11 minutes; wire: a library the project does not use (msgspec)
-ON_DEMAND = ("report", "wire")
+PARTS = ("rtt", "footprint", "sweep", "ingest", "render", "snmp", "alerts", "report", "wire",
+         "input-cost")
+# report: about 11 minutes; wire: a library the project does not use (msgspec);
+# input-cost: this tree against an older revision, about 6 runs of ingest
+ON_DEMAND = ("report", "wire", "input-cost")
 LAB_PARTS = ("rtt", "footprint", "sweep", "alerts")  # these build a network lab: root, ip, nft
 
 
@@ -88,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"render: fresh renders timed per size ({bench_collector.SCRAPES})")
     parser.add_argument("--cuts", type=int, default=10,
                         help="alerts: link cuts timed, cut to e-mail (10)")
+    parser.add_argument("--baseline", default=bench_input_cost.BASELINE,
+                        help=f"input-cost: the git revision compared with this tree "
+                             f"({bench_input_cost.BASELINE})")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="input-cost: ingest runs of each tree, alternating (3)")
     parser.add_argument("--missions", type=int, default=bench_report.MISSIONS,
                         help=f"report: missions in the synthetic year "
                              f"({bench_report.MISSIONS})")
@@ -110,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "alerts": lambda: bench_alerts.run(cuts=args.cuts),
         "report": lambda: bench_report.run(missions=args.missions),
         "wire": bench_wire.run,
+        "input-cost": lambda: bench_input_cost.run(args.baseline, args.runs),
         "snmp": _snmp,
     }
     print(f"Unhindered probe benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
