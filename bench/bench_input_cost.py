@@ -26,7 +26,7 @@ GOAL = 1.05  # the input checks may cost at most 5 % of ingest
 
 
 def export(revision: str, into: Path) -> Path:
-    tree = into / f"baseline-{revision}"
+    tree = into / f"tree-{revision}"
     tree.mkdir()
     archive = subprocess.run(["git", "-C", str(REPO), "archive", revision],
                              check=True, capture_output=True).stdout
@@ -34,13 +34,16 @@ def export(revision: str, into: Path) -> Path:
     return tree
 
 
-def run(baseline: str = BASELINE, runs: int = 3, results: int = RESULTS) -> PartResult:
+def run(baseline: str = BASELINE, runs: int = 3, results: int = RESULTS,
+        current: str | None = None) -> PartResult:
+    """`current`: a revision to measure instead of this working tree."""
     part = PartResult("input-cost")
     per_result: dict[str, list[float]] = {"baseline": [], "current": []}
     rows = []
     with tempfile.TemporaryDirectory(prefix="uh-bench-input-") as tmp:
         workdir = Path(tmp)
-        sources = {"baseline": export(baseline, workdir), "current": REPO}
+        sources = {"baseline": export(baseline, workdir),
+                   "current": REPO if current is None else export(current, workdir)}
         for i in range(runs):
             # Alternating which goes first, so neither always follows the other.
             order = ("baseline", "current") if i % 2 == 0 else ("current", "baseline")
@@ -53,15 +56,18 @@ def run(baseline: str = BASELINE, runs: int = 3, results: int = RESULTS) -> Part
                              f"{figures.per_s:,.0f}/s", f"{figures.server_cpu_s:.2f}",
                              f"{us:.1f}"])
     base = statistics.median(per_result["baseline"])
-    current = statistics.median(per_result["current"])
-    ratio = current / base
+    ours = statistics.median(per_result["current"])
+    ratio = ours / base
+    best = min(per_result["current"]) / min(per_result["baseline"])
     part.text = (f"Ingest on SQLite, {results:,} results a run, {runs} runs each, "
-                 f"alternating; baseline {baseline}\n"
+                 f"alternating; baseline {baseline}, current "
+                 f"{current or 'the working tree'}\n"
                  + table(["run", "tree", "results", "rate", "server CPU s",
                           "CPU µs a result"], rows)
-                 + f"\nmedian CPU a result: current {current:.1f} µs, baseline {base:.1f} µs,"
-                   f" ratio {ratio:.3f}")
+                 + f"\nmedian CPU a result: current {ours:.1f} µs, baseline {base:.1f} µs,"
+                   f" ratio {ratio:.3f}; ratio of the smallest (least disturbed) runs "
+                   f"{best:.3f}")
     part.goals.append(Goal(f"CPU a result <= {GOAL:g}x baseline {baseline}",
-                           f"{current:.1f} µs", f"{base:.1f} µs", f"{ratio:.3f}x",
+                           f"{ours:.1f} µs", f"{base:.1f} µs", f"{ratio:.3f}x",
                            ratio <= GOAL))
     return part

@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", default=bench_input_cost.BASELINE,
                         help=f"input-cost: the git revision compared with this tree "
                              f"({bench_input_cost.BASELINE})")
+    parser.add_argument("--current", default=None,
+                        help="input-cost: a git revision measured instead of the working tree")
     parser.add_argument("--runs", type=int, default=3,
                         help="input-cost: ingest runs of each tree, alternating (3)")
     parser.add_argument("--missions", type=int, default=bench_report.MISSIONS,
@@ -119,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         "alerts": lambda: bench_alerts.run(cuts=args.cuts),
         "report": lambda: bench_report.run(missions=args.missions),
         "wire": bench_wire.run,
-        "input-cost": lambda: bench_input_cost.run(args.baseline, args.runs),
+        "input-cost": lambda: bench_input_cost.run(args.baseline, args.runs,
+                                                            current=args.current),
         "snmp": _snmp,
     }
     print(f"Unhindered probe benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
