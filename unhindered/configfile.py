@@ -3,6 +3,7 @@ each names the file, the line, the field and what was expected."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TypeVar
 
@@ -10,6 +11,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 Model = TypeVar("Model", bound=BaseModel)
+
+# Settings that hold a secret (a token, a pass phrase, a community): an error names the
+# setting and what was expected, never what was given (check-config's errors reach the
+# journal). Their *_file settings hold a path, which is shown.
+_SECRET_SETTING = re.compile(r"token|key|community|password|secret", re.IGNORECASE)
+# The password of a URL (postgresql://user:password@host/db).
+_URL_PASSWORD = re.compile(r"(//[^/?#@:\s]*:)[^/?#@\s]*@")
 
 
 class ConfigError(Exception):
@@ -52,9 +60,11 @@ def _describe(error: dict, root: yaml.Node | None) -> str:
     message = error["msg"].removeprefix("Value error, ")
     given = ""
     # Only plain values are echoed: a section's mapping says little, and may hold secrets.
-    if error["type"] not in ("missing", "extra_forbidden") and not isinstance(
+    name = str(loc[-1]) if loc else ""
+    secret = _SECRET_SETTING.search(name) is not None and not name.endswith("_file")
+    if error["type"] not in ("missing", "extra_forbidden") and not secret and not isinstance(
             error.get("input", {}), dict | list):
-        shown = repr(error["input"])
+        shown = _URL_PASSWORD.sub(r"\1***@", repr(error["input"]))
         given = f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
     if error["type"] == "extra_forbidden":
         message = "unknown setting (check its spelling and the documentation)"

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from pyasn1.codec.ber import encoder
@@ -91,6 +91,18 @@ async def collector(tmp_path):
     await server.start_server()
     yield Running(str(server.make_url("/")), port, store, server.app[COLLECTOR])
     await server.close()
+
+
+def kernel_drops(port: int) -> int:
+    """Datagrams the kernel dropped for the UDP socket bound to `port` on 127.0.0.1 (its
+    receive buffer was full): the `drops` column of /proc/net/udp."""
+    local = f"0100007F:{port:04X}"
+    with open("/proc/net/udp") as table:
+        for line in list(table)[1:]:
+            fields = line.split()
+            if fields[1] == local:
+                return int(fields[-1])
+    raise AssertionError(f"no UDP socket bound to 127.0.0.1:{port}")
 
 
 def recent(seconds_ago: int) -> datetime:
@@ -277,6 +289,7 @@ async def test_fuzz_thousands_of_packets(collector):
             packet = bytes(mutated)
         packets.append(packet)
     before = await collector.metrics()
+    lost_before = kernel_drops(collector.port)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for n, packet in enumerate(packets):
             s.sendto(packet, ("127.0.0.1", collector.port))
@@ -286,24 +299,26 @@ async def test_fuzz_thousands_of_packets(collector):
     def delta(after: dict, name: str) -> float:
         return sum(v - before.get(k, 0) for k, v in after.items() if k[0] == name)
 
-    async def counts() -> tuple[float, float]:
+    async def counts() -> tuple[float, float, int]:
         after = await collector.metrics()
         return (delta(after, "unhindered_snmp_dropped_total"),
-                delta(after, "unhindered_snmp_notifications_received_total"))
+                delta(after, "unhindered_snmp_notifications_received_total"),
+                kernel_drops(collector.port) - lost_before)
 
-    # /metrics is rendered ahead and may be a few seconds behind: wait until the counts
-    # account for the packets, or settle for 20 s.
+    # Every packet is dropped and counted, or accepted (a mutation that only changed a
+    # value: v2c has no integrity check), or lost by the kernel before the receiver read
+    # it (its socket buffer full on a busy machine: the kernel counts those per socket).
+    # /metrics is rendered ahead and may be a few seconds behind: wait for the sum.
     seen: tuple = ()
-    for attempt in range(40):
-        previous, seen = seen, await counts()
-        if sum(seen) >= len(packets) * 0.98 or (seen == previous and attempt > 20):
+    for _ in range(60):
+        seen = await counts()
+        if sum(seen) >= len(packets):
             break
         await asyncio.sleep(0.5)
-    dropped, accepted = seen
-    # Each packet is dropped and counted, or (a mutation that only changed a value: v2c
-    # has no integrity check) accepted. Loopback UDP may lose a few under load.
-    assert len(packets) * 0.98 <= dropped + accepted <= len(packets), (dropped, accepted)
-    assert dropped >= len(packets) * 2 / 3 * 0.98  # the random and truncated ones at least
+    dropped, accepted, lost = seen
+    assert dropped + accepted + lost == len(packets), seen
+    assert lost <= len(packets) / 3, seen  # most of them reached the receiver
+    assert dropped >= (len(packets) * 2 / 3 - lost)  # the random and truncated ones at least
     # Still serving: an inform is acknowledged and applied.
     status, err = await send("snmpinform", v3("fra1"), collector.port, "checkUp",
                              check_varbinds("fra-1", "FRA", "after-fuzz", UP, "", recent(1)))
@@ -314,6 +329,11 @@ async def test_fuzz_thousands_of_packets(collector):
 # --- well-formed notifications with hostile values (issue 12's fault suite) ---
 
 IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")  # docs/protocol.md
+# The free-text rule (docs/protocol.md): no C0, DEL or C1 control character. Not
+# str.isprintable(), which also refuses the no-break space (French typography puts one
+# before ":"), private-use and unassigned code points (RFC 3987 allows both in an IRI), and
+# which depends on the Unicode version of the Python running it.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MISSION = re.compile(r"[A-Z0-9][A-Z0-9-]{1,15}")
 REASONS = {"timeout", "refused", "unreachable", "dns", "tls", "http_status", "body_mismatch",
            "unexpected_answer", "error"}
@@ -354,7 +374,8 @@ def hostile_notifications(draw, when: bytes, later: bytes) -> tuple[str, dict]:
         }
     else:
         values |= {"unhProbeAccessState": state, "unhProbeAccessLastChange": when}
-    for obj in draw(st.sets(st.sampled_from(sorted(values)), max_size=3)):
+    # Sorted: a set's order varies with PYTHONHASHSEED, and with it what is drawn next.
+    for obj in sorted(draw(st.sets(st.sampled_from(sorted(values)), max_size=3))):
         if obj.endswith("State") or obj == "unhCheckKind":
             values[obj] = draw(st.sampled_from([0, 1, 2, 3, 4, 5, -1, 2**31 - 1]))
         elif obj.endswith("LastChange"):
@@ -419,30 +440,52 @@ def v2c_trap(community: str, name: str, values: dict) -> bytes:
     return encoder.encode(message)
 
 
-def generated(strategy: st.SearchStrategy, count: int) -> list:
-    """`count` examples of a strategy, the same ones on every run. Hypothesis only draws
-    them here: the collector under test is one for all of them, nothing to shrink."""
+def generated(strategy: st.SearchStrategy, count: int, examples: tuple = ()) -> list:
+    """`examples`, then `count` examples of a strategy, the same ones on every run
+    (whatever PYTHONHASHSEED is). Hypothesis only draws them here: the collector under
+    test is one for all of them, nothing to shrink."""
     drawn: list = []
 
-    @settings(max_examples=count, database=None, derandomize=True, deadline=None,
-              suppress_health_check=list(HealthCheck))
-    @given(strategy)
-    def draw(example) -> None:
-        drawn.append(example)
+    def draw(value) -> None:
+        drawn.append(value)
 
-    draw()
+    for value in reversed(examples):  # hypothesis runs the outermost first
+        draw = example(value)(draw)
+    settings(max_examples=count, database=None, derandomize=True, deadline=None,
+             suppress_health_check=list(HealthCheck))(given(strategy)(draw))()
     return drawn
 
 
+def failed_once(when: bytes) -> tuple:
+    """The notifications this test failed on before its draws were sorted, kept as
+    explicit examples: accepted changes of FRA's checks whose targets hold no control
+    character but are not str.isprintable() (a no-break space, unassigned code points of
+    planes 4 and 6). The first is the clean-clone run's (drawn as #123 under
+    PYTHONHASHSEED=24), the second PYTHONHASHSEED=0's."""
+    def change(name: str, check: bytes, kind: int, target: str, state: int,
+               reason: bytes) -> tuple[str, dict]:
+        return name, {"unhProbeId": b"fra-1", "unhProbeMission": b"FRA",
+                      "unhCheckName": check, "unhCheckKind": kind,
+                      "unhCheckTarget": target.encode(), "unhCheckState": state,
+                      "unhCheckFailureReason": reason, "unhCheckLastChange": when}
+
+    return (change("checkUp", b"TV", 2, "\u00d9\u00a0\U00042264t", 2, b""),
+            change("checkDown", b"rKl0N", 4, "\U0006a80bA", 3, b"timeout"))
+
+
 @pytest.mark.slow
-@pytest.mark.skip(reason=(
-    "failed once in a clean-clone run: a target with U+00A0 reached /metrics and the test's "
-    "own rule called it invalid; test oracle or product rule, not yet known (issue 12)"))
 async def test_fuzz_hostile_values_in_well_formed_notifications(collector):
     when = date_and_time(recent(120))
     later = date_and_time(recent(-3600))
-    notifications = generated(hostile_notifications(when, later), 600)
-    expected = Counter(expected_outcome(name, values, when) for name, values in notifications)
+    regressions = failed_once(when)
+    notifications = generated(hostile_notifications(when, later), 600, regressions)
+    assert notifications[:len(regressions)] == list(regressions)
+    outcome = [expected_outcome(name, values, when) for name, values in notifications]
+    assert outcome[:len(regressions)] == ["accepted"] * len(regressions)
+    expected = Counter(outcome)
+    targets = {values["unhCheckTarget"].decode()
+               for (name, values), o in zip(notifications, outcome, strict=True)
+               if o == "accepted" and name.startswith("check")}
     assert min(expected.values()) >= 40, expected  # every outcome well represented
     snmp = collector.app.snmp
 
@@ -481,9 +524,11 @@ async def test_fuzz_hostile_values_in_well_formed_notifications(collector):
     assert received == expected["accepted"]
     for name, labels in metrics:
         labels = dict(labels)
-        assert all(v.isprintable() for v in labels.values()), (name, labels)
+        assert not any(CONTROL.search(v) for v in labels.values()), (name, labels)
         if "check" in labels:
             assert IDENTIFIER.fullmatch(labels["check"]) and labels["mission"] == "FRA"
+        if name == "unhindered_check_info":  # each target as it was sent, exactly
+            assert labels["target"] in targets, (name, labels)
     # Still serving: an inform is acknowledged and applied.
     status, err = await send("snmpinform", v3("fra1"), collector.port, "checkUp",
                              check_varbinds("fra-1", "FRA", "after-fuzz", UP, "", recent(1)))

@@ -109,3 +109,30 @@ def test_collector_config_errors(tmp_path):
     done = subprocess.run([sys.executable, "-m", "collector.cli", "-c", str(path),
                            "check-config"], capture_output=True, text=True)
     assert done.returncode == 2 and "listen.port" in done.stderr
+
+
+def test_errors_never_show_a_secret_that_was_given(tmp_path):
+    # check-config's errors reach the journal: a secret setting is named, not shown, and a
+    # URL's password is masked.
+    path = write(tmp_path, """\
+        database:
+          url: mysql://unhindered:hunter2-db@db.example/x
+        snmp:
+          receiver:
+            senders:
+              - probe_id: fra-1
+                community: "c0mmunity-secret-longer-than-sixty-four-characters-of-the-limit-set"
+              - probe_id: fra-2
+                user: {name: u1, auth_key: 12345678, priv_key: priv-pass-phrase}
+        """, "c.yaml")
+    with pytest.raises(ConfigError) as caught:
+        collector_config.load(path)
+    message = str(caught.value)
+    assert "line 2: database.url:" in message and "mysql://unhindered:***@db.ex" in message
+    assert "line 7: snmp.receiver.senders[0].community: String should have at most 64" in message
+    assert "line 9: snmp.receiver.senders[1].user.auth_key: Input should be a valid str" in message
+    for secret in ("hunter2", "c0mmunity", "12345678"):
+        assert secret not in message, message
+    path = write(tmp_path, VALID.replace("token_file: probe.token", "token: 42"))
+    message = error_of(path)
+    assert "collector.token: Input should be a valid string" in message and "42" not in message
