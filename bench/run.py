@@ -1,9 +1,10 @@
-"""`python -m bench [rtt|footprint|sweep|ingest|render|snmp|alerts|report|wire|input-cost ...]`:
-runs the probe benchmarks (rtt, footprint, sweep), the collector benchmarks (ingest,
+"""`python -m bench [rtt|footprint|sweep|ingest|render|snmp|alerts|report|wire|input-cost|
+replay ...]`: runs the probe benchmarks (rtt, footprint, sweep), the collector benchmarks (ingest,
 render), the SNMP ones (snmp: the probe agent's footprint, then the collector's poll sweep)
 and alerts' cut-to-e-mail, all by default (the yearly report's, report, the wire-library
-comparison, wire, and the input checks' cost against an older revision, input-cost, only
-when named), and
+comparison, wire, the input checks' cost against an older revision, input-cost, and
+ingest while a late round's replay runs against an older revision, replay, only when
+named), and
 prints each part's table, then every goal with our figure, the reference and the ratio.
 """
 
@@ -24,6 +25,7 @@ from bench import (
     bench_collector,
     bench_footprint,
     bench_input_cost,
+    bench_replay,
     bench_report,
     bench_rtt,
     bench_snmp,
@@ -35,10 +37,11 @@ from bench.common import PartResult, table
 from tests.support.lab.netns import unavailable_reason
 
 PARTS = ("rtt", "footprint", "sweep", "ingest", "render", "snmp", "alerts", "report", "wire",
-         "input-cost")
+         "input-cost", "replay")
 # report: about 11 minutes; wire: a library the project does not use (msgspec);
-# input-cost: this tree against an older revision, about 6 runs of ingest
-ON_DEMAND = ("report", "wire", "input-cost")
+# input-cost: this tree against an older revision, about 6 runs of ingest;
+# replay: likewise, 4 collectors each rebuilding 6 days of a mission's history
+ON_DEMAND = ("report", "wire", "input-cost", "replay")
 LAB_PARTS = ("rtt", "footprint", "sweep", "alerts")  # these build a network lab: root, ip, nft
 
 
@@ -97,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
                              f"({bench_input_cost.BASELINE})")
     parser.add_argument("--current", default=None,
                         help="input-cost: a git revision measured instead of the working tree")
+    parser.add_argument("--replay-baseline", default=bench_replay.BASELINE,
+                        help=f"replay: the git revision compared with this tree "
+                             f"({bench_replay.BASELINE})")
     parser.add_argument("--runs", type=int, default=3,
                         help="input-cost: ingest runs of each tree, alternating (3)")
     parser.add_argument("--missions", type=int, default=bench_report.MISSIONS,
@@ -124,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         "input-cost": lambda: bench_input_cost.run(args.baseline, args.runs,
                                                             current=args.current),
         "snmp": _snmp,
+        "replay": lambda: bench_replay.run(args.replay_baseline),
     }
     print(f"Unhindered probe benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print(f"machine: {machine()}; load average: {load()}")

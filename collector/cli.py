@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "report":
         return report_command.run(args, config)
 
+    from collector.store.database import DatabaseGone
+    from collector.store.writer import AnotherWriter
     from collector.web import serve
     from collector.web.app import create_app
 
@@ -152,11 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
-    print(f"unhindered-collector listening on http://{config.listen.host}:{config.listen.port}/ "
-          f"(metrics at /metrics)", file=sys.stderr, flush=True)
     # Not web.run_app: the connection limit, header timeout and raw lingering close need
-    # their own protocol factory in front of aiohttp's (collector/web/serve.py).
-    serve.run(app, config)
+    # their own protocol factory in front of aiohttp's (collector/web/serve.py). It says
+    # where it listens once it does.
+    try:
+        serve.run(app, config)
+    except (AnotherWriter, DatabaseGone) as exc:  # at start: one line, what to do
+        print(f"unhindered-collector: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -11,6 +11,7 @@ wait on a disk flush. `in_db` runs a function there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -56,6 +57,7 @@ class Collector:
         self.db_thread = ThreadPoolExecutor(1, thread_name_prefix="db")
         self.writer = WriterLock(store)
         self.background: list[asyncio.Task] = []
+        self._replays_wanted = asyncio.Event()  # set when late rounds left a replay pending
         self.snmp = None  # collector.snmp.service.SnmpService, when configured
 
     async def in_db(self, fn, *args):
@@ -69,8 +71,18 @@ class Collector:
         # Acknowledged from here on: the results are committed. States follow from them.
         for m in new:
             self.state.apply(m)
+        if self.pusher is not None:  # a backlog's alerts wait for its end (alerting/push.py)
+            self.pusher.note_backlog(batch.mission, batch.probe_id, batch.backlog)
         if new:
             await self.in_db(self.timelines.apply, new)
+            if self.timelines.replays:  # the rest of a late round's replay: off ingest
+                self._replays_wanted.set()
+        if batch.checks is not None:  # checks the probe no longer runs are retired
+            since = min(batch.checks.since.timestamp(), time.time())  # a clock ahead
+            await self.in_db(self.timelines.note_check_list, batch.probe_id, batch.mission,
+                             batch.checks.ids, since)
+        if self.pusher is not None:
+            self.pusher.note_applied(batch.mission, batch.probe_id)
         self.state.note_report(batch.probe_id, batch.mission, len(new), batch.backlog,
                                dropped=batch.dropped)
         self.metrics.ingest_results.labels(outcome="stored").inc(len(new))
@@ -89,6 +101,19 @@ class Collector:
             except Exception:
                 log.exception("%s failed", what)
 
+    async def _replays(self) -> None:
+        """Runs the pending replays of late rounds (Timelines.replay_step), one bounded
+        step a database-thread job: ingest's jobs, queued meanwhile, run between them."""
+        while True:
+            with contextlib.suppress(TimeoutError):  # and looks now and then anyway
+                await asyncio.wait_for(self._replays_wanted.wait(), SILENCE_CHECK_S)
+            self._replays_wanted.clear()
+            try:
+                while await self.in_db(self.timelines.replay_step):
+                    pass
+            except Exception:
+                log.exception("replaying late rounds failed")
+
     async def start(self) -> None:
         store, timelines, config = self.store, self.timelines, self.config
         await self.in_db(self.writer.acquire)  # AnotherWriter: a second collector stops here
@@ -103,6 +128,9 @@ class Collector:
         gc.collect()
         gc.freeze()
         self.exposition.warm()
+        # Silence is counted from now at the earliest: the collector's own downtime is
+        # not the missions' silence (docs/states.md).
+        timelines.listening_since = time.time()
         retention_s = config.retention.raw_days * 86_400
         minute_retention_s = config.retention.rollup_1m_days * 86_400
         self.background = [
@@ -114,6 +142,7 @@ class Collector:
             asyncio.create_task(self._every(
                 PRUNE_PERIOD_S, "pruning raw results",
                 lambda: self.rollups.prune(time.time(), retention_s, minute_retention_s))),
+            asyncio.create_task(self._replays()),
         ]
         if self.pusher is not None:  # a fleet-wide outage's hold ends with time, not a change
             self.background.append(asyncio.create_task(

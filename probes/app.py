@@ -29,7 +29,7 @@ from probes.reporters.http_push import HttpPusher
 from probes.rounds import measure
 from probes.selfmetrics import ProbeMetrics
 from unhindered.configfile import ConfigError
-from unhindered.measurement import AnyMeasurement
+from unhindered.measurement import AnyMeasurement, CheckList
 
 log = logging.getLogger(__name__)
 METRICS_REFRESH_S = 2.0  # how fresh the outbox figures in the probe's /metrics are
@@ -90,7 +90,9 @@ class Probe:
         self.states.measured(m, seq or 0)
         log.debug("check %s: ok=%s reason=%s confirmation=%s seq=%s", m.check_id, m.ok,
                   m.reason, m.confirmation, seq)
-        self.pusher.wake()
+        # A round beyond the mission's own network that succeeded: the way to the centre
+        # may work again, which cuts a push back-off short (docs/protocol.md).
+        self.pusher.wake(success=m.ok and m.group != "local")
 
     async def run_round(self, check: CheckBase) -> None:
         started = time.monotonic()
@@ -107,6 +109,8 @@ class Probe:
         newest = m
         for _ in range(check.confirm_count):
             await asyncio.sleep(check.confirm_interval_s)
+            if not self._runs(check):
+                break  # removed meanwhile (a reload): no round after it was retired
             self.metrics.confirmations.labels(check.id).inc()
             again = await self._measure(check, confirmation=started)
             await self._record(again)
@@ -136,9 +140,18 @@ class Probe:
                     self.schedule()
             await asyncio.sleep(self.config.central.poll_s)
 
+    def _runs(self, check: CheckBase) -> bool:
+        listed = self.pusher.check_list
+        return listed is None or check.id in listed.ids
+
     def schedule(self) -> None:
         now = datetime.now(UTC)
         self.states.configure(self._all_checks())
+        ids = list(dict.fromkeys(c.id for c in self._all_checks()))
+        if self.pusher.check_list is None or set(self.pusher.check_list.ids) != set(ids):
+            # Sent with every batch: the collector retires the checks left out from now
+            # on, and counts their rounds from before (docs/states.md).
+            self.pusher.check_list = CheckList(since=now, ids=ids)
         for check in self._all_checks():
             # A random start spreads the rounds so checks and probes do not fire together.
             offset = timedelta(seconds=random.uniform(0, min(check.interval_s, 10)))

@@ -240,6 +240,32 @@ AnyMeasurement = IcmpMeasurement | TcpMeasurement | HttpMeasurement | DnsMeasure
 Measurement = Annotated[AnyMeasurement, Field(discriminator="kind")]
 
 
+MAX_CHECKS = 10_000  # checks in one probe's check list
+
+
+class CheckList(_Strict):
+    """The checks a probe runs now, and since when: the time its configuration (local file
+    and central list) took effect, at start, reload or a new central list. A check of the
+    probe's mission it ran before and is missing from `ids` is retired from `since` on
+    (docs/states.md); its rounds from before `since` still count."""
+
+    since: Annotated[AwareDatetime, Field(ge=EARLIEST, lt=LATEST)]
+    ids: Annotated[list[Identifier], Field(max_length=MAX_CHECKS)]
+
+    @field_validator("since")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+    @field_validator("ids")
+    @classmethod
+    def _unique(cls, ids: list[str]) -> list[str]:
+        if len(set(ids)) != len(ids):
+            twice = sorted({i for i in ids if ids.count(i) > 1})
+            raise ValueError(f"check ids listed twice: {', '.join(twice[:5])}")
+        return ids
+
+
 class BatchHead(_Strict):
     """A batch but its measurements."""
 
@@ -251,6 +277,9 @@ class BatchHead(_Strict):
     # Results this outbox dropped unsent (a full disk or its size bound) since it was
     # created: a running count, so a batch sent twice counts nothing twice.
     dropped: Count | None = None
+    # The checks the probe runs now; absent from older probes (and SNMP polls), whose
+    # checks are never retired.
+    checks: CheckList | None = None
 
 
 class Batch(BatchHead):
@@ -364,14 +393,18 @@ def with_seq(seq: int, encoded: str) -> str:
 
 
 def encode_batch(probe_id: str, mission: str, outbox_id: str, backlog: int,
-                 results: list[str], dropped: int | None = None) -> str:
+                 results: list[str], dropped: int | None = None,
+                 checks: CheckList | None = None) -> str:
     """The JSON of a Batch whose measurements are `results`, each already with its seq."""
-    head = json.dumps({
+    fields = {
         "protocol": PROTOCOL_VERSION,
         "probe_id": probe_id,
         "mission": mission,
         "outbox_id": outbox_id,
         "backlog": backlog,
         "dropped": dropped,
-    })
+    }
+    if checks is not None:
+        fields["checks"] = checks.model_dump(mode="json")
+    head = json.dumps(fields)
     return head[:-1] + ', "measurements": [' + ",".join(results) + "]}"

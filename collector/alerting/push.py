@@ -18,6 +18,17 @@ mission about the target's outage. It is posted if the mission is still down onc
 fleet-wide outage is over (FLEET_KEEP_S after the test last held). Alerts already posted
 stay until their outage ends (resolving them early would tell the mission it is back).
 
+A mission whose probe is catching up (its newest batch said results were still queued
+behind it: `backlog` > 0) is being told its past, not its present: an outage in its
+backlog may be over already. Its new alerts are held until a batch with backlog 0 has
+been applied, and only those still wanted then are posted; an outage that began and
+ended during the catch-up is never posted. Alertmanager would mail such an alert at
+once (it started long before group_wait), telling the mission of an outage after its
+end. A hold ends anyway when no batch with a backlog has come for CATCHUP_IDLE_S (the
+probe's link failed again mid-drain: the silence is news) or when it has lasted
+CATCHUP_MAX_S (a drain that never ends must not hide a real outage). A catching-up
+mission's checks do not count towards a fleet-wide outage either.
+
 Firing alerts are posted again every `resend_s` with an end 3 periods ahead, so they
 lapse by themselves if the collector dies (CollectorDown then pages); a recovery posts
 the alert with its end set to now, which resolves it. Posting runs on its own thread:
@@ -31,6 +42,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from collector.alerting.amapi import AlertmanagerError, call, iso
@@ -45,9 +57,24 @@ FLEET_MIN_SHARE = 0.5
 # ... and, as its keep_firing_for, held for this long after the test last held: missions
 # come back one by one, and the last ones must not be told of the target's outage then.
 FLEET_KEEP_S = 60.0
+# A catch-up's hold ends, whatever the backlog, when no batch with a backlog has come for
+# this long (batches of a drain follow each other within seconds; a probe whose link
+# failed again cannot report) ...
+CATCHUP_IDLE_S = 30.0
+# ... or when it has lasted this long (a backlog that never drains).
+CATCHUP_MAX_S = 600.0
 
 Key = tuple[tuple[str, str], ...]
 CheckStates = Callable[[], Iterable[tuple[str, str, str, str]]]
+
+
+@dataclass
+class _Hold:
+    """A probe catching up: when its first and newest batch with a backlog came, and
+    whether the newest batch said it was drained (the hold ends once that is applied)."""
+    began: float
+    last: float
+    drained: bool = False
 
 
 def alert_for(mission: str, group: str, state: str) -> tuple[dict[str, str], bool]:
@@ -105,13 +132,20 @@ class AlertPusher:
     def __init__(self, url: str, resend_s: float = 30.0,
                  clock: Callable[[], float] = time.time,
                  check_states: CheckStates | None = None,
-                 fleet_keep_s: float = FLEET_KEEP_S) -> None:
+                 fleet_keep_s: float = FLEET_KEEP_S,
+                 catchup_idle_s: float = CATCHUP_IDLE_S,
+                 catchup_max_s: float = CATCHUP_MAX_S) -> None:
         self.url = url
         self.resend_s = resend_s
         self.clock = clock
         # Every check's state, to tell a fleet-wide outage (Timelines.check_states).
         self.check_states = check_states
         self.fleet_keep_s = fleet_keep_s
+        self.catchup_idle_s = catchup_idle_s
+        self.catchup_max_s = catchup_max_s
+        # (mission, probe) -> its catch-up; written on the event loop, read on the database
+        # thread, under self._lock.
+        self._holds: dict[tuple[str, str], _Hold] = {}
         # (target, group) -> (checks down, when the test last held) of fleet-wide outages.
         self._fleet: dict[tuple[str, str], tuple[int, float]] = {}
         self._wanted: dict[Key, dict[str, Any]] = {}  # mission alerts that should fire
@@ -134,22 +168,68 @@ class AlertPusher:
             return
         self.reconcile()
 
+    def note_backlog(self, mission: str, probe: str, backlog: int | None) -> None:
+        """A batch from `probe`, before its rounds are applied (Collector.store_results):
+        a backlog starts (or prolongs) the mission's hold, so that the state changes of
+        these rounds are held; backlog 0 ends it once this batch is applied (note_applied).
+        None (an SNMP poll, an older probe) says nothing either way."""
+        if backlog is None:
+            return
+        now = self.clock()
+        with self._lock:
+            hold = self._holds.get((mission, probe))
+            if backlog > 0 and hold is None:
+                log.info("%s: probe %s is catching up (%d results queued): new alerts are "
+                         "held until it is done", mission, probe, backlog)
+                self._holds[(mission, probe)] = _Hold(now, now)
+            elif backlog > 0:
+                hold.last, hold.drained = now, False
+            elif hold is not None:
+                hold.drained = True
+
+    def note_applied(self, mission: str, probe: str) -> None:
+        """The same batch, its rounds applied: a drained probe's hold ends. The next
+        reconcile (on the database thread, within seconds) posts what is still wanted."""
+        with self._lock:
+            hold = self._holds.get((mission, probe))
+            if hold is not None and hold.drained:
+                del self._holds[(mission, probe)]
+                log.info("%s: probe %s caught up after %.0f s", mission, probe,
+                         self.clock() - hold.began)
+
+    def _catching_up(self, now: float) -> set[str]:
+        """Missions held now; drops the holds whose bound has passed."""
+        with self._lock:
+            for (mission, probe), hold in list(self._holds.items()):
+                if now - hold.last > self.catchup_idle_s or now - hold.began > self.catchup_max_s:
+                    del self._holds[(mission, probe)]
+                    log.warning("%s: probe %s still catching up after %.0f s (last batch %.0f s "
+                                "ago): its alerts are no longer held", mission, probe,
+                                now - hold.began, now - hold.last)
+            return {mission for mission, _probe in self._holds}
+
     def reconcile(self) -> None:
         """Posts what changed. Called on every access change, and periodically (on the
         database thread, like the observer) so that a hold ends when its time is up."""
         now = self.clock()
+        catching_up = self._catching_up(now)
         if self.check_states is not None and (self._fleet or any(
                 a["labels"]["alertname"] == "MissionAccessDown"
                 for a in self._wanted.values())):
-            for key, down in fleet_wide(self.check_states()).items():
+            live = (c for c in self.check_states() if c[0] not in catching_up)
+            for key, down in fleet_wide(live).items():
                 self._fleet[key] = (down, now)
         self._fleet = {k: v for k, v in self._fleet.items()
                        if now - v[1] <= self.fleet_keep_s}
         # As Alertmanager's inhibition (equal: group): any fleet-wide target of the group.
         explained = {group for _target, group in self._fleet}
+        # Posted alerts stay while wanted; a new one waits while its mission catches up,
+        # and a MissionAccessDown while a fleet-wide outage of its group explains it.
         wanted = {k: a for k, a in self._wanted.items()
-                  if k in self._posted or a["labels"]["alertname"] != "MissionAccessDown"
-                  or a["labels"]["group"] not in explained}
+                  if k in self._posted or (
+                      a["labels"]["mission"] not in catching_up
+                      and (a["labels"]["alertname"] != "MissionAccessDown"
+                           or a["labels"]["group"] not in explained))}
         for (target, group), (down, _seen) in self._fleet.items():
             alert = _fleet_alert(target, group, down, now)
             key = _key(alert["labels"])

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from collector.inventory.maintenance import Schedule
 from collector.state.timeline import ALL_GROUPS, Timelines
-from unhindered.states import State
+from unhindered.states import RETIRED, State
 
 STATES = (*State, "maintenance")  # maintenance: a state of these series only
 NAME = "unhindered_mission_access_seconds_total"
@@ -54,6 +54,9 @@ class AccessSeconds:
             return
         state, cursor = current
         if now <= cursor:
+            return
+        if state == RETIRED:  # the mission's every check retired: no time to credit
+            self._current[mission] = (state, now)
             return
         maintenance = 0.0
         if self.schedule_for is not None:

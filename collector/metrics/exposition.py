@@ -25,7 +25,7 @@ from collector.metrics.runtime import RuntimeMetrics
 from collector.state.fleet import CheckState, FleetState
 from collector.state.timeline import ALL_GROUPS, Timelines
 from unhindered.measurement import RejectReason
-from unhindered.states import STATES
+from unhindered.states import RETIRED, STATES
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,8 @@ class CheckLines:
         for c in checks:
             key = (c.mission, c.check_id)
             machine = machines.get(key)
+            if machine is not None and machine.state == RETIRED:
+                continue  # the probe no longer runs it: its series end (docs/states.md)
             stamp = (c.revision, machine.state, machine.since) if machine else (c.revision,)
             cached = self._lines.get(key)
             if cached is None or cached[0] != stamp:
@@ -220,6 +222,8 @@ def fleet_chunks(state: FleetState, timelines: Timelines, check_lines: CheckLine
                            "Measurement time at which the mission's access state began "
                            "(Unix seconds).")
     for (mission, group), (current, began) in sorted(timelines.access.items()):
+        if current == RETIRED:  # every check of the group (or mission) retired
+            continue
         labels = f'group="{_escape(group)}",mission="{mission}"'
         for s in STATES:
             access.add(f'{labels},state="{s}"', 1 if current == s else 0)

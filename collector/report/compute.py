@@ -27,7 +27,7 @@ from collector.state.timeline import ALL_GROUPS
 from collector.store.database import Store
 from collector.store.rollups import DAY, histogram_percentile
 from collector.store.schema import access_intervals, rollups, state_intervals
-from unhindered.states import STATES
+from unhindered.states import RETIRED, STATES
 
 # Mission uptime classes of the fleet summary's distribution, as (lower bound %, label).
 UPTIME_CLASSES = ((99.9, "≥ 99.9 %"), (99.5, "99.5 to 99.9 %"), (99.0, "99 to 99.5 %"),
@@ -56,7 +56,8 @@ class Figures:
 
     @property
     def unmonitored_s(self) -> float:
-        """Before the first interval (the check did not exist yet), outside maintenance."""
+        """Before the first interval (the check did not exist yet) and while retired,
+        outside maintenance."""
         return max(0.0, self.length_s - self.maintenance_s - sum(self.seconds.values()))
 
     @property
@@ -194,10 +195,14 @@ def figures(rows: Iterable, lo: float, hi: float, windows: list[Interval],
 
 def _timelines(store: Store, table, period: Period, missions: set[str] | None) -> dict:
     key = table.c.check_id if table is state_intervals else table.c.check_group
+    # Retired time (a check its probe no longer runs, docs/states.md) is left out like
+    # the time before a check's first result: not monitored, not counted; a check retired
+    # for the whole period is not reported.
     query = select(table.c.mission, key, table.c.started_at, table.c.ended_at,
                    table.c.state).where(
         table.c.started_at < period.end,
-        table.c.ended_at.is_(None) | (table.c.ended_at > period.start))
+        table.c.ended_at.is_(None) | (table.c.ended_at > period.start),
+        table.c.state != RETIRED)
     if missions:
         query = query.where(table.c.mission.in_(sorted(missions)))
     found: dict[tuple[str, str], list] = defaultdict(list)

@@ -51,7 +51,8 @@ def methodology(report: Report, _: Gettext) -> list[str]:
           "counts. MTTR is the mean outage length; MTBF is reachable time divided by the "
           "number of outages."),
         _("Coverage is the share of the period with a known state (up, degraded or "
-          "down). Time before a check's first result is not monitored and not counted."),
+          "down). Time before a check's first result, and after its probe stopped running "
+          "it (retired), is not monitored and not counted."),
         _("A mission's uptime is that of its access over all groups of checks: down when "
           "any group (e.g. internet) has none of its targets reachable (docs/states.md)."),
         _("Monthly RTT: the median and 95th percentile of every RTT sample of the month, "

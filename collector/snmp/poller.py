@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from math import gcd
 
 from pydantic import TypeAdapter, ValidationError
@@ -19,7 +20,9 @@ from collector.store.database import Stored
 from unhindered.measurement import (
     PROTOCOL_VERSION,
     Batch,
+    CheckList,
     FailureReason,
+    Identifier,
     Measurement,
     clean_text,
 )
@@ -90,10 +93,15 @@ def measurement_of(row: dict[str, object], probe_id: str, mission: str,
 
 
 def batch_of(scalars: dict[str, object], rows: list[dict[str, object]], probe_id: str,
-             mission: str, interval_s: float) -> tuple[Batch | None, list[str]]:
+             mission: str, interval_s: float,
+             polled_at: datetime | None = None) -> tuple[Batch | None, list[str]]:
     """The rows as one batch, in seq order, and the names of the rows refused. Checks that
     the agent is the expected probe. As over HTTP, a row the wire's rules refuse (or whose
-    seq another row holds) is refused alone: the others are stored."""
+    seq another row holds) is refused alone: the others are stored.
+
+    The agent's table is the probe's check list: a walk reads every row to the table's end
+    (or fails), so a check missing from it is one the probe no longer runs, retired from
+    `polled_at` (docs/states.md), the first the collector can know of it."""
     seen = (_text(scalars.get("unhProbeId", b"")), _text(scalars.get("unhProbeMission", b"")))
     if seen != (probe_id, mission):
         raise PollError(f"the agent says it is probe {seen[0]!r} of {seen[1]!r}, "
@@ -101,6 +109,8 @@ def batch_of(scalars: dict[str, object], rows: list[dict[str, object]], probe_id
     by_seq: dict[int, Measurement] = {}
     refused: list[str] = []
     for r in rows:
+        if len(r) < len(CHECK_COLUMNS):
+            continue  # a row added or removed while the walk went on: the next poll reads it
         try:
             m = measurement_of(r, probe_id, mission, interval_s)
         except (KeyError, IndexError, ValueError, TypeError):  # ValidationError too
@@ -114,10 +124,27 @@ def batch_of(scalars: dict[str, object], rows: list[dict[str, object]], probe_id
         by_seq[m.seq] = m
     if not by_seq:
         return None, refused
+    checks = None
+    if polled_at is not None:
+        names = {bytes(r["unhCheckName"]).decode("utf-8", "replace") for r in rows
+                 if "unhCheckName" in r}
+        # A name no rule lets through has no stored rounds to retire: left out.
+        checks = CheckList(since=polled_at, ids=sorted(n for n in names if _is_id(n)))
     return Batch(protocol=PROTOCOL_VERSION, probe_id=probe_id, mission=mission,
                  outbox_id=_text(scalars["unhProbeOutboxId"]),
-                 backlog=int(scalars["unhProbeOutboxDepth"]),
+                 backlog=int(scalars["unhProbeOutboxDepth"]), checks=checks,
                  measurements=[by_seq[seq] for seq in sorted(by_seq)]), refused
+
+
+_identifier = TypeAdapter(Identifier)
+
+
+def _is_id(name: str) -> bool:
+    try:
+        _identifier.validate_python(name)
+    except ValidationError:
+        return False
+    return True
 
 
 class ProbePoller:
@@ -139,9 +166,9 @@ class ProbePoller:
             table = await self.peer.walk(list(self.columns), list(self.scalars))
             scalars = {self.scalars[o]: v for o, v in table.scalars.items()}
             rows = [{self.columns[c]: v for c, v in row.items()}
-                    for row in table.rows.values() if len(row) == len(self.columns)]
+                    for row in table.rows.values()]
             batch, refused = batch_of(scalars, rows, self.probe_id, agent.mission,
-                                      agent.interval_s)
+                                      agent.interval_s, polled_at=datetime.now(UTC))
         except (WalkError, PollError, ValidationError, KeyError, ValueError) as exc:
             self.outcome("error")
             log.warning("polling probe %s at %s:%d failed: %s", self.probe_id,

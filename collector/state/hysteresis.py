@@ -13,14 +13,21 @@ rewrite history exactly.
 - A recovery forgets the older rounds, so it takes `fail_k` new failures to go down
   again: one more lost round right after a recovery does not flap the state.
 - `unknown` when no round came for `silent_intervals` times the check's interval; the
-  unknown period starts at the last round plus that allowance. The first round after
-  unknown sets the state directly (one round is the only evidence there is).
+  unknown period starts at the last round plus that allowance. Live, it is decided only
+  once the collector has also listened for the allowance (`silence`'s `heard_since`).
+  The first round after unknown sets the state directly (one round is the only evidence
+  there is).
+- `retired` when the probe no longer runs the check (`retire`): never silent; a round
+  after it (the check added back) sets the state directly, as after unknown.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from unhindered.states import RETIRED
 
 GOOD, POOR, BAD = "good", "poor", "bad"
 DEFAULT_INTERVAL_S = 30.0
@@ -81,18 +88,41 @@ class Machine:
 
     def silence_deadline(self) -> float | None:
         """When silence after the newest round turns into unknown."""
-        if self.last_time is None or self.state == "unknown":
+        if self.last_time is None or self.state in ("unknown", RETIRED):
             return None
         return self.last_time + self.policy.silent_intervals * self.interval_s
 
-    def silence(self, now: float) -> Transition | None:
+    def silence(self, now: float, heard_since: float | None = None) -> Transition | None:
+        """Unknown from the newest round plus the allowance, once `now` is past it.
+
+        `heard_since` is when the collector began to listen (its start): its own downtime
+        is not the mission's silence, so the allowance must also have passed since then
+        before silence is decided (the probe may still be sending what it queued). The
+        unknown period still begins where the rounds stopped: nothing came from then on.
+        Replays leave it out: between two stored rounds only their times count."""
         deadline = self.silence_deadline()
         if deadline is None or now <= deadline:
             return None
+        allowance = self.policy.silent_intervals * self.interval_s
+        if heard_since is not None and now <= heard_since + allowance:
+            return None
         self.window.clear()
-        return self._go(deadline, "unknown",
-                        f"no results for {self.policy.silent_intervals:g} intervals "
-                        f"({self.policy.silent_intervals * self.interval_s:g} s)")
+        cause = (f"no results for {self.policy.silent_intervals:g} intervals "
+                 f"({allowance:g} s)")
+        if heard_since is not None and heard_since > deadline:
+            cause += f"; the collector itself was not listening until {_utc(heard_since)}"
+        return self._go(deadline, "unknown", cause)
+
+    def retire(self, time: float, cause: str) -> list[Transition]:
+        """The probe no longer runs the check from `time` on (docs/states.md): it is
+        retired, never silent, until a round of it after `time` revives it. Silence that
+        began before `time` stays unknown up to it."""
+        if self.state == RETIRED:
+            return []
+        gap_unknown = self.silence(time)
+        self.window.clear()
+        return [*([gap_unknown] if gap_unknown is not None else []),
+                self._go(time, RETIRED, cause)]
 
     def feed(self, r: Round) -> list[Transition]:
         """One round, not older than the previous one; returns the transitions it caused."""
@@ -125,9 +155,10 @@ class Machine:
         bad = self.window.count(BAD)
         poor = self.window.count(POOR)
         n = len(self.window)
-        if self.state == "unknown":
+        if self.state in ("unknown", RETIRED):
             first = {GOOD: "up", POOR: "degraded", BAD: "down"}[cls]
-            return first, f"first result after no data: {_reason(r)}"
+            after = "no data" if self.state == "unknown" else "the check was retired"
+            return first, f"first result after {after}: {_reason(r)}"
         if self.state == "down":
             if _trailing(self.window, {GOOD, POOR}) < p.recover_m:
                 return "down", ""
@@ -172,3 +203,7 @@ def _reason(r: Round) -> str:
     if r.local_ok is False:
         text += "; the probe's own gateway or resolver failed too: a fault inside the mission"
     return text
+
+
+def _utc(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -5,6 +5,9 @@ Rounds that arrive in measurement order are fed to the check's machine as they c
 A round older than the newest one already seen (a second probe's backlog, a retry) makes
 the check's history be replayed from that round's time: the machine restarts from the
 stored state and window just before it, and the intervals from there on are rewritten.
+A replay goes a bounded number of rounds at a time (`replay_chunk`): the batch that asks
+for it goes that far, `replay_step` the rest, one step a database-thread job, so that
+ingest is never held up by days of rounds (docs/states.md).
 All methods run on the collector's database thread.
 """
 
@@ -14,11 +17,14 @@ import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from collector.state.hysteresis import Machine, Policy, Round, Transition
 from collector.store.database import Store
 from collector.store.schema import access_intervals
-from unhindered.states import STATES, WORST_FIRST
+from unhindered.measurement import EARLIEST, LATEST
+from unhindered.states import RETIRED, STATES, WORST_FIRST
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,37 @@ def round_of(m) -> Round:
                  interval_s=m.interval_s)
 
 
+_EARLIEST, _LATEST = EARLIEST.timestamp(), LATEST.timestamp()
+
+
+def round_of_row(row) -> Round | None:
+    """A stored round (Store.round_rows) as the machine needs it, read straight from its
+    columns. None for a row that no rule lets through now (a time before 2000, stored by
+    an older collector), which Store.rounds leaves out too."""
+    # Unpacked: reading a row's fields by name costs about 1 µs each.
+    _id, time, ok, reason, local_ok, interval_s, loss_ratio, rtt_s = row
+    if not _EARLIEST <= time < _LATEST:
+        return None
+    return Round(time, ok, reason, local_ok, loss_ratio, rtt_s, interval_s)
+
+
+# At most this many stored rounds are read and fed per step of a replay on the database
+# thread (about 20 ms on SQLite or PostgreSQL, 2 vCPUs): ingest's jobs run between them, and
+# a batch bringing late rounds replays no more than this itself (docs/states.md).
+REPLAY_CHUNK = 1_000
+
+
+@dataclass
+class _Replay:
+    """A check's history being replayed from `since`, a step at a time."""
+
+    since: float
+    machine: Machine | None = None  # as it was just before `since`, once begun
+    after: float | None = None  # the time of the last rounds fed (all of them at that time)
+    retired: set[tuple[float, str]] = field(default_factory=set)  # retirements applied
+    transitions: list[Transition] = field(default_factory=list)
+
+
 def _one_transaction(method):
     """Runs the method's store calls as one transaction (see Store.transaction)."""
     @functools.wraps(method)
@@ -61,12 +98,24 @@ class Timelines:
         # The target of each check seen in rounds (an SNMP notification names none),
         # for telling a target down fleet-wide (collector/alerting/push.py).
         self.targets: dict[tuple[str, str], str] = {}
+        # The time and probe of each check's newest round, and the checks of each probe by
+        # it: a probe's check list retires only checks it ran (note_check_list).
+        self.ran_by: dict[tuple[str, str], tuple[float, str]] = {}
+        self.checks_of_probe: dict[str, set[tuple[str, str]]] = defaultdict(set)
         # (mission, group) -> (state, since); group "*" is the mission's access.
         self.access: dict[tuple[str, str], tuple[str, float]] = {}
         self.changes = 0  # counts changes of states, so /metrics is rendered only after one
         # Called as observer(mission, group, state, since) when an access state changes:
         # the access-seconds counters and the direct alerts to Alertmanager.
         self.observers: list[Callable[[str, str, str, float], None]] = []
+        # Checks whose history waits to be replayed from a late round, oldest request
+        # first (replay_step), and the bound of one step.
+        self.replays: dict[tuple[str, str], _Replay] = {}
+        self.replay_chunk = REPLAY_CHUNK
+        # When the collector began to listen (Collector.start): silence is counted from
+        # the newer of a check's last round and this, as the collector's own downtime is
+        # not the missions' silence. None: listening for ever (tests, tools).
+        self.listening_since: float | None = None
 
     # --- start-up ---
 
@@ -81,6 +130,7 @@ class Timelines:
             key = (m.mission, m.check_id)
             self.groups[key] = m.group
             self.targets[key] = m.target
+            self._ran(key, m.started_at.timestamp(), m.probe_id)
             since = open_periods.get(key, 0.0)
             self._replay(key, since)
             missions[m.mission] = min(missions.get(m.mission, since), since)
@@ -96,17 +146,30 @@ class Timelines:
         for m in measurements:
             by_check[(m.mission, m.check_id)].append(m)
         changed: dict[str, float] = {}
+        budget = self.replay_chunk  # stored rounds this call may replay (docs/states.md)
         for key, ms in by_check.items():
             self.groups[key] = ms[0].group
             self.targets[key] = ms[0].target
+            newest = max(ms, key=lambda m: m.started_at)
+            self._ran(key, newest.started_at.timestamp(), newest.probe_id)
             rounds = sorted((round_of(m) for m in ms), key=lambda r: r.time)
             machine = self.machines.get(key)
             # Older than what the machine has seen or decided (a silence turned unknown
-            # while these rounds waited at the probe): the history from there is replayed.
+            # while these rounds waited at the probe): the history from there is replayed,
+            # here within the budget, the rest by replay_step, off the ingest path.
             newest = max(machine.last_time or 0.0, machine.since or 0.0) if machine else None
             if newest is None or rounds[0].time < newest:
-                since = self._replay(key, rounds[0].time)
+                self._want_replay(key, rounds[0].time)
+                done, since, read = (self._advance(key, budget) if budget > 0
+                                     else (False, None, 0))
+                budget -= read
+                if not done and machine is not None:
+                    # Meanwhile the newer rounds go on live (the replay reads them too).
+                    since = self._persist(key, [t for r in rounds if r.time >= newest
+                                                for t in machine.feed(r)])
             else:
+                if key in self.replays:  # one already past these rounds starts again
+                    self._want_replay(key, rounds[0].time)
                 transitions = [t for r in rounds for t in machine.feed(r)]
                 since = self._persist(key, transitions)
             if since is not None:
@@ -120,7 +183,7 @@ class Timelines:
         """Turns silence into unknown; called periodically with the collector's clock."""
         changed: dict[str, float] = {}
         for key, machine in self.machines.items():
-            transition = machine.silence(now)
+            transition = machine.silence(now, self.listening_since)
             if transition is not None:
                 self._persist(key, [transition])
                 changed[key[0]] = min(changed.get(key[0], transition.time), transition.time)
@@ -149,6 +212,8 @@ class Timelines:
             # notifications (no rounds) is never silent: it reports changes only.
             machine.last_time = max(machine.last_time, time)
         machine.state, machine.since = state, time
+        if key in self.replays:  # it may have begun from the state this changes
+            self.replays[key] = _Replay(self.replays[key].since)
         self._persist(key, [Transition(time, state, cause)])
         self._combine(mission, time)
         return True
@@ -157,8 +222,43 @@ class Timelines:
         """(mission, group, target, state) of every check whose target is known."""
         for key, target in self.targets.items():
             machine = self.machines.get(key)
-            if machine is not None:
+            if machine is not None and machine.state != RETIRED:
                 yield key[0], self.groups.get(key, "internet"), target, machine.state
+
+    # --- a check's lifecycle ---
+
+    def note_check_list(self, probe_id: str, mission: str, ids: Iterable[str],
+                        since: float) -> set[str]:
+        """A probe's check list (a batch's `checks`, docs/protocol.md): the checks whose
+        newest round this probe sent and that it no longer runs are retired from `since`,
+        when the list took effect (or from their newest round, if later: a confirmation
+        round under way then). Returns the missions whose state changed. Every batch
+        carries the list: when it retires nothing, the store is not touched."""
+        listed = set(ids)
+        gone = [key for key in self.checks_of_probe.get(probe_id, ())
+                if key[0] == mission and key[1] not in listed and key in self.machines
+                and self.machines[key].state != RETIRED]
+        if not gone:
+            return set()
+        with self.store.transaction():
+            starts = []
+            for key in sorted(gone):
+                at = max(since, self.ran_by[key][0])
+                self.store.retire_check(mission, key[1], at, probe_id)
+                starts.append(self._persist(
+                    key, self.machines[key].retire(at, _retired_cause(probe_id, at))))
+            self._combine(mission, min(starts))
+        return {mission}
+
+    def _ran(self, key: tuple[str, str], time: float, probe_id: str) -> None:
+        """Notes the probe of the check's newest round."""
+        known = self.ran_by.get(key)
+        if known is not None and known[0] > time:
+            return
+        if known is not None and known[1] != probe_id:
+            self.checks_of_probe[known[1]].discard(key)
+        self.ran_by[key] = (time, probe_id)
+        self.checks_of_probe[probe_id].add(key)
 
     # --- one check ---
 
@@ -173,7 +273,103 @@ class Timelines:
         return transitions[0].time
 
     def _replay(self, key: tuple[str, str], since: float) -> float:
-        """Rebuilds the check's history from `since` on from the stored rounds."""
+        """Rebuilds the check's history from `since` on from the stored rounds, at once
+        (at start-up, before the collector listens); returns where it began."""
+        self._want_replay(key, since)
+        while not self._advance(key, self.replay_chunk)[0]:
+            pass
+        return since
+
+    def replay_step(self) -> bool:
+        """One step of the oldest pending replay: at most `replay_chunk` stored rounds fed
+        and, once its rounds are done, the check's intervals and the mission's access
+        rewritten. Collector.start runs the steps on the database thread one job each, so
+        that ingest's jobs run between them. Returns whether replays remain."""
+        if self.replays:
+            key = next(iter(self.replays))
+            try:
+                self._replay_step(key)
+            except Exception:
+                log.exception("replaying %s %s failed: its history stays as it was", *key)
+                self.replays.pop(key, None)
+        return bool(self.replays)
+
+    @_one_transaction
+    def _replay_step(self, key: tuple[str, str]) -> None:
+        _done, since, _read = self._advance(key, self.replay_chunk)
+        if since is not None:
+            self._combine(key[0], since)
+
+    def _want_replay(self, key: tuple[str, str], since: float) -> None:
+        """Records that the check's history is to be replayed from `since`: one pending
+        replay a check, from the earliest time asked; one that has already gone past
+        `since` starts again."""
+        replay = self.replays.get(key)
+        if replay is None:
+            self.replays[key] = _Replay(since)
+        elif since < replay.since or (replay.after is not None and since <= replay.after):
+            self.replays[key] = _Replay(min(since, replay.since))
+
+    def _advance(self, key: tuple[str, str], limit: int) -> tuple[bool, float | None, int]:
+        """Feeds the check's pending replay at most `limit` more stored rounds. When none
+        are left it writes the intervals from the replay's start and puts its machine in
+        place. Returns whether it is done; from when the mission's access is to be
+        recombined (the replay's start, or None when no period's start or state changed,
+        only causes: the usual late round); and how many rounds it read."""
+        mission, check_id = key
+        replay = self.replays[key]
+        # The check's retirements are replayed among its rounds (a round at the same time
+        # first, as when they came live); one recorded behind the replay starts it again.
+        retirements = [(r.retired_at, r.probe_id)
+                       for r in self.store.retirements(mission, check_id, replay.since)]
+        if replay.after is not None and any(r[0] < replay.after and r not in replay.retired
+                                            for r in retirements):
+            replay = self.replays[key] = _Replay(replay.since)
+        if replay.machine is None:
+            replay.machine = self._machine_before(key, replay.since)
+        machine, transitions = replay.machine, replay.transitions
+        pending = [r for r in retirements if r not in replay.retired]
+
+        def retire(at: float, probe_id: str) -> None:
+            replay.retired.add((at, probe_id))
+            transitions.extend(machine.retire(at, _retired_cause(probe_id, at)))
+
+        rows = self.store.round_rows(mission, check_id, replay.since, replay.after, limit)
+        for row in rows:
+            r = round_of_row(row)
+            if r is None:
+                continue
+            while pending and pending[0][0] < r.time:
+                retire(*pending.pop(0))
+            transitions.extend(machine.feed(r))
+        if rows:
+            replay.after = rows[-1].started_at
+        if len(rows) >= limit:
+            return False, None, len(rows)
+        for at, probe_id in pending:
+            retire(at, probe_id)
+        del self.replays[key]
+        new = [(t.time, t.state, t.cause) for t in transitions]
+        same = self._same_periods(key, replay.since, new)
+        self.store.rewrite_intervals(mission, check_id, replay.since, new)
+        self.machines[key] = machine
+        self.changes += 1
+        return True, None if same else replay.since, len(rows)
+
+    def _same_periods(self, key: tuple[str, str], since: float,
+                      new: list[tuple[float, str, str]]) -> bool:
+        """Whether rewriting the check's intervals from `since` with `new` (as
+        Store.rewrite_intervals does) leaves every period's start and state as stored."""
+        rows = self.store.intervals(key[0], key[1], since - 1e-6)
+        covering = [r.state for r in rows if r.started_at < since][-1:]
+        periods = [(t, state) for t, state, _cause in new]
+        if covering and periods and periods[0][1] == covering[0]:
+            periods = periods[1:]  # the period covering `since` goes on
+        return periods == [(r.started_at, r.state) for r in rows if r.started_at >= since]
+
+    def _machine_before(self, key: tuple[str, str], since: float) -> Machine:
+        """The check's machine as it was just before `since`, from the stored intervals
+        and rounds."""
         mission, check_id = key
         policy = self.policy_for(mission)
         machine = Machine(policy)
@@ -182,20 +378,16 @@ class Timelines:
                   if r.started_at < since]
         if before:
             machine.state, machine.since = before[-1].state, before[-1].started_at
-        if machine.state != "unknown":
+        if machine.state not in ("unknown", RETIRED):
             # The window as it was just before `since` (empty after an unknown period).
-            for m in self.store.rounds_before(mission, check_id, since, policy.window_n):
-                r = round_of(m)
+            for row in self.store.round_rows_before(mission, check_id, since, policy.window_n):
+                r = round_of_row(row)
+                if r is None:
+                    continue
                 machine.window.append(machine.classify(r))
                 machine.last_time = r.time
                 machine.interval_s = r.interval_s or machine.interval_s
-        transitions = [t for m in self.store.rounds(mission, check_id, since)
-                       for t in machine.feed(round_of(m))]
-        self.store.rewrite_intervals(mission, check_id, since,
-                                     [(t.time, t.state, t.cause) for t in transitions])
-        self.machines[key] = machine
-        self.changes += 1
-        return since
+        return machine
 
     # --- a mission's access ---
 
@@ -204,26 +396,45 @@ class Timelines:
         self.changes += 1
         checks = [k for k in self.machines if k[0] == mission
                   and self.groups.get(k, "internet") != LOCAL_GROUP]
-        histories = {k: self.store.intervals(mission, k[1], since) for k in checks}
+        # (started_at, ended_at, state) of each check's intervals, read from the rows once.
+        histories = {k: [(r.started_at, r.ended_at, r.state)
+                         for r in self.store.intervals(mission, k[1], since)] for k in checks}
         times = sorted({since} | {t for rows in histories.values() for r in rows
-                                  for t in (r.started_at, r.ended_at)
-                                  if t is not None and t > since})
+                                  for t in r[:2] if t is not None and t > since})
         groups = sorted({self.groups.get(k, "internet") for k in checks})
+        checks_of = {g: [k for k in checks if self.groups.get(k, "internet") == g]
+                     for g in groups}
         segments: dict[str, list[tuple[float, str, str]]] = {g: [] for g in [*groups, ALL_GROUPS]}
+        # Each history is walked once as the times increase: looking each time up in every
+        # history took a 6-day replay of a mission's 10 checks 2.7 s (issue 12, case 6).
+        walks = {k: _Walk(histories[k]) for k in checks}
         for t in times:
-            states = {k: _state_at(histories[k], t) for k in checks}
+            states = {k: walk.state_at(t) for k, walk in walks.items()}
             per_group = {}
+            retired_groups = []
             for g in groups:
-                # A check that did not exist yet at t says nothing about t.
-                members = [states[k] for k in checks
-                           if self.groups.get(k, "internet") == g and states[k] is not None]
+                # A check that did not exist yet at t says nothing about t, nor does one
+                # retired by then; a group whose every check is retired is retired too.
+                members = [states[k] for k in checks_of[g] if states[k] is not None]
+                if members and all(s == RETIRED for s in members):
+                    retired_groups.append(g)
+                    _extend(segments[g], t, RETIRED, "every check of the group retired")
+                members = [s for s in members if s != RETIRED]
                 if not members:
                     continue
                 per_group[g] = min(members, key=_GROUP_ORDER.index)
                 up = sum(s == "up" for s in members)
                 _extend(segments[g], t, per_group[g], f"{up} of {len(members)} checks up")
-            overall = min(per_group.values(), key=_MISSION_ORDER.index) if per_group else "unknown"
-            cause = ", ".join(f"{g} {s}" for g, s in per_group.items())
+            if per_group:
+                overall = min(per_group.values(), key=_MISSION_ORDER.index)
+            elif retired_groups:
+                overall = RETIRED
+            else:
+                # Nothing at t speaks of access (only the probe's local checks so far, or
+                # no check's history has begun): no statement, least of all `unknown`.
+                continue
+            cause = ", ".join(f"{g} {s}" for g, s in per_group.items()) or (
+                "every check retired" if retired_groups else "")
             _extend(segments[ALL_GROUPS], t, overall, cause)
         for group, rows in segments.items():
             self.store.rewrite_intervals(mission, group, since, rows, table=access_intervals)
@@ -239,14 +450,28 @@ class Timelines:
                             log.exception("access observer failed for %s %s", mission, group)
 
 
-def _state_at(rows: list, t: float) -> str | None:
-    """The state at t; None before the check's history begins."""
-    if not rows or t < rows[0].started_at:
-        return None
-    for r in reversed(rows):
-        if r.started_at <= t and (r.ended_at is None or t < r.ended_at):
-            return r.state
-    return "unknown"
+class _Walk:
+    """A check's intervals, (started_at, ended_at, state) in start order, asked for the
+    state at increasing times."""
+
+    def __init__(self, rows: list[tuple[float, float | None, str]]) -> None:
+        self.rows = rows
+        self.i = -1  # the last interval begun by the time last asked
+
+    def state_at(self, t: float) -> str | None:
+        """The state at t; None before the check's history begins, unknown in a gap."""
+        rows = self.rows
+        while self.i + 1 < len(rows) and rows[self.i + 1][0] <= t:
+            self.i += 1
+        if self.i < 0:
+            return None
+        _start, end, state = rows[self.i]
+        return state if end is None or t < end else "unknown"
+
+
+def _retired_cause(probe_id: str, at: float) -> str:
+    when = datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return f"probe {probe_id} no longer runs this check (its check list from {when})"
 
 
 def _extend(segments: list[tuple[float, str, str]], t: float, state: str, cause: str) -> None:

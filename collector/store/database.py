@@ -1,9 +1,10 @@
 """Storage: one query layer (SQLAlchemy Core) over the schema in collector/store/schema.py,
 for SQLite (the default) and PostgreSQL, migrated with Alembic.
 
-About 500 lines, kept as one: `Store` is the single object every writer goes through
-(probes and credentials, results, state intervals), and one transaction may span all of
-them (`Store.transaction`); splitting it would split that boundary. Its read-only queries
+About 650 lines, kept as one: `Store` is the single object every writer goes through
+(probes and credentials, results, state intervals, retirements, the SQLite file it holds),
+and one transaction may span all of them (`Store.transaction`); splitting it would split
+that boundary. Its read-only queries
 for the API are apart, in queries.py, and rollups in rollups.py."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import secrets
 import threading
 import time
@@ -20,30 +22,45 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import (
+    JSON,
     Connection,
     Engine,
     Integer,
+    cast,
     create_engine,
     delete,
     event,
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import DataError, IntegrityError
 
-from collector.store.schema import enrollments, probes, readers, results, state_intervals
+from collector.store.schema import (
+    check_retirements,
+    collector_meta,
+    enrollments,
+    probes,
+    readers,
+    results,
+    state_intervals,
+)
 from unhindered.measurement import Batch, Measurement, clean_text
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+# The row of collector_meta that /healthz rewrites (Store.write_check).
+HEALTH_KEY = "healthz_written_at"
 
 _measurement = TypeAdapter(Measurement)
 
@@ -80,6 +97,11 @@ class ProbeExists(Exception):
     pass
 
 
+class DatabaseGone(RuntimeError):
+    """The SQLite file is not the one the collector opened: deleted, moved or replaced.
+    str() names the path and says what to do."""
+
+
 class EnrollmentRefused(Exception):
     """str() says why, for the probe's operator."""
 
@@ -101,8 +123,15 @@ class Store:
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
         self.engine: Engine = create_engine(url, future=True)
+        self.path: Path | None = None  # the SQLite database's file
+        self._held: tuple[int, int] | None = None  # its (device, inode), see hold_file
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            database = self.engine.url.database
+            if database and database != ":memory:" and not database.startswith("file:"):
+                self.path = Path(database)
+                event.listen(self.engine, "do_connect", self._open_held)
+                event.listen(self.engine, "begin", lambda _conn: self.check_file())
         self._local = threading.local()
 
     @contextmanager
@@ -140,12 +169,70 @@ class Store:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
 
-    def ping(self) -> None:
+    def write_check(self, now: float, lock_wait_s: float = 0.5) -> None:
+        """/healthz's proof that the database takes writes: one row of collector_meta
+        rewritten and committed (an fsync on SQLite). Waits at most `lock_wait_s` for
+        another client's lock, then raises, as any write the database refuses does."""
         with self.engine.connect() as conn:
-            conn.execute(select(1))
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:  # a connection setting: set back before it returns to the pool
+                raw = conn.connection.driver_connection
+                raw.execute(f"PRAGMA busy_timeout={int(lock_wait_s * 1000)}")
+            try:
+                with conn.begin():
+                    if not sqlite:  # a lock first, then anything else (a full disk)
+                        ms = int(lock_wait_s * 1000)
+                        conn.execute(text(f"SET LOCAL lock_timeout = '{ms}ms'"))
+                        conn.execute(text(f"SET LOCAL statement_timeout = '{2 * ms}ms'"))
+                    row = collector_meta.c.key == HEALTH_KEY
+                    if not conn.execute(update(collector_meta).where(row).values(
+                            value=repr(now))).rowcount:
+                        conn.execute(insert(collector_meta).values(key=HEALTH_KEY,
+                                                                   value=repr(now)))
+            finally:
+                if sqlite:
+                    try:
+                        raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+                    except Exception:
+                        conn.invalidate()  # never back to the pool with the short wait
 
     def close(self) -> None:
         self.engine.dispose()
+
+    # --- the SQLite file a serving collector holds (issue 12) ---
+
+    def hold_file(self, opened: os.stat_result | None) -> None:
+        """From now on the database is the file `opened` (the one the serving collector
+        has locked, collector/store/writer.py); None lets go. While it is held, no
+        connection creates the file, and every transaction first checks that the path is
+        still that file: one deleted or replaced under a running collector raises
+        DatabaseGone, where SQLite would write into the deleted file, or into a new empty
+        one whose missing probes make every token unknown."""
+        self._held = None if opened is None else (opened.st_dev, opened.st_ino)
+
+    def check_file(self) -> None:
+        """Raises DatabaseGone when the held file is no longer at its path."""
+        if self._held is None:
+            return
+        try:
+            found = os.stat(self.path)
+        except FileNotFoundError:
+            raise DatabaseGone(
+                f"the database file {self.path} was deleted or moved while the collector "
+                "was using it: every result is refused (the probes keep them). Put the "
+                "file back, from a backup if need be, then restart the collector") from None
+        if (found.st_dev, found.st_ino) != self._held:
+            raise DatabaseGone(
+                f"the database file {self.path} was replaced while the collector was using "
+                "it: every result is refused (the probes keep them) until the collector is "
+                "restarted on the new file")
+
+    def _open_held(self, _dialect, _record, cargs: list, cparams: dict) -> None:
+        # SQLAlchemy's do_connect event: with mode=rw SQLite opens an existing file only.
+        if self._held is not None and not cparams.get("uri"):
+            self.check_file()
+            cargs[0] = f"file:{quote(str(self.path))}?mode=rw"
+            cparams["uri"] = True
 
     # --- probes and their credentials ---
 
@@ -382,6 +469,61 @@ class Store:
         with self._connection() as conn:
             return _measurements(conn.execute(query))[::-1]
 
+    @cached_property
+    def _round_columns(self) -> tuple:
+        """What a replay of a check's history reads of each round: the columns the state
+        machine needs, the figures' two read by the database, not the Measurement. Days
+        of rounds are read at once; building each Measurement took two thirds of a
+        replay, parsing the figures' JSON in Python still half (issue 12, case 6). In
+        this order: collector/state/timeline.py round_of_row unpacks them."""
+        c = results.c
+        if self.engine.dialect.name == "sqlite":
+            def figure(name: str):
+                return func.json_extract(c.figures, f"$.{name}")
+        else:
+            def figure(name: str):
+                return cast(c.figures, JSON)[name].as_float()
+        return (c.id, c.started_at, c.ok, c.reason, c.local_ok, c.interval_s,
+                figure("loss_ratio").label("loss_ratio"),
+                # The RTT the thresholds apply to: ICMP's median, else TCP/HTTP's connect.
+                func.coalesce(figure("rtt_median_s"), figure("connect_s")).label("rtt_s"))
+
+    def round_rows(self, mission: str, check_id: str, since: float,
+                   after: float | None = None, limit: int | None = None) -> list:
+        """A check's rounds at or after `since` (and after the time `after`, when given)
+        as rows of `_round_columns`, in measurement order: about `limit` of them, every
+        round at the last time read included, so that the next read starts after it. A
+        replay reads them so, a bounded number at a time."""
+        c = results.c
+        where = [c.mission == mission, c.check_id == check_id, c.started_at >= since]
+        if after is not None:
+            where.append(c.started_at > after)
+        with self._connection() as conn:
+            if limit is not None:
+                # The time of the limit-th round, from the index in its order: the rows are
+                # then sorted by (time, id) and their figures read for these alone. Sorted
+                # and limited in one query, PostgreSQL read and sorted every later round.
+                last = conn.execute(select(c.started_at).where(*where).order_by(
+                    c.started_at).offset(limit - 1).limit(1)).scalar()
+                if last is not None:
+                    where.append(c.started_at <= last)
+            return conn.execute(select(*self._round_columns).where(*where).order_by(
+                c.started_at, c.id)).all()
+
+    def round_rows_before(self, mission: str, check_id: str, before: float,
+                          limit: int) -> list:
+        """The `limit` rounds just before `before` as `round_rows` gives them, oldest
+        first."""
+        c = results.c
+        where = [c.mission == mission, c.check_id == check_id, c.started_at < before]
+        with self._connection() as conn:
+            first = conn.execute(select(c.started_at).where(*where).order_by(
+                c.started_at.desc()).offset(limit - 1).limit(1)).scalar()
+            if first is not None:
+                where.append(c.started_at >= first)
+            return conn.execute(select(*self._round_columns).where(*where).order_by(
+                c.started_at.desc(), c.id.desc()).limit(limit)).all()[::-1]
+
     # --- state intervals ---
 
     def intervals(self, mission: str, check_id: str, since: float = 0.0,
@@ -397,6 +539,25 @@ class Store:
     def open_intervals(self, table=state_intervals) -> list:
         with self._connection() as conn:
             return list(conn.execute(select(table).where(table.c.ended_at.is_(None))))
+
+    # --- checks retired (docs/states.md) ---
+
+    def retire_check(self, mission: str, check_id: str, at: float, probe_id: str) -> None:
+        """Records that `probe_id` stopped running the check at `at`."""
+        row = {"mission": mission, "check_id": check_id, "retired_at": at}
+        with self._connection() as conn:
+            if conn.execute(select(check_retirements.c.retired_at).filter_by(**row)).first():
+                return
+            conn.execute(insert(check_retirements), [{**row, "probe_id": probe_id}])
+
+    def retirements(self, mission: str, check_id: str, since: float) -> list:
+        """(retired_at, probe_id) of the check's retirements at or after `since`, oldest
+        first."""
+        query = select(check_retirements.c.retired_at, check_retirements.c.probe_id).where(
+            check_retirements.c.mission == mission, check_retirements.c.check_id == check_id,
+            check_retirements.c.retired_at >= since).order_by(check_retirements.c.retired_at)
+        with self._connection() as conn:
+            return list(conn.execute(query))
 
     def rewrite_intervals(self, mission: str, key: str, since: float,
                           new: list[tuple[float, str, str]], table=state_intervals) -> None:
@@ -496,5 +657,5 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.close()

@@ -97,6 +97,18 @@ state_intervals = Table(
     Index("state_intervals_check_time", "mission", "check_id", "started_at"),
 )
 
+# When a probe stopped running a check (the check list in its batches, docs/states.md):
+# the check is retired from `retired_at` on, until a round of it comes again. Kept for
+# good, like the intervals: replaying a check's history (late rounds, a restart) applies
+# them again among its rounds.
+check_retirements = Table(
+    "check_retirements", metadata,
+    Column("mission", String(16), primary_key=True),
+    Column("check_id", String(64), primary_key=True),
+    Column("retired_at", Float, primary_key=True),
+    Column("probe_id", String(64), nullable=False),  # whose check list left it out
+)
+
 # The same for a mission's access: per group of checks, and over all groups ("*").
 access_intervals = Table(
     "access_intervals", metadata,

@@ -8,7 +8,10 @@ for the purpose; the server drops it when that session ends, so a collector kill
 -9 frees it. The key is derived from the database and schema, so collectors of other
 schemas on the same server do not exclude each other. SQLite: an exclusive `flock` on the
 database file, which the kernel drops with the process; SQLite's own locks are POSIX
-record locks, which `flock` does not touch.
+record locks, which `flock` does not touch. The locked file is the database from then on
+(`Store.hold_file`): one deleted or replaced while the collector runs is refused, not
+recreated; and at start a missing file is created only when no write-ahead log of a
+deleted one is left beside it.
 
 The command-line tools (`probes add`, reports) write or read without the lock: they are
 short and go through the same transactions.
@@ -18,12 +21,15 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from collector.store.database import Store
+from collector.store.database import DatabaseGone, Store
+
+log = logging.getLogger(__name__)
 
 
 class AnotherWriter(RuntimeError):
@@ -53,12 +59,27 @@ class WriterLock:
         conn.commit()  # the lock is the session's: no transaction is left open
         if not held:
             conn.close()
+            url = self.store.engine.url
+            where = f"database {database}" + (f" on {url.host}:{url.port or 5432}"
+                                               if url.host else "")
             raise AnotherWriter(
-                f"another collector is serving from this database ({database}, schema "
-                f"{schema}): stop it first, or give this one a database of its own")
+                f"another collector is serving from {where}, schema {schema}: stop it "
+                "first, or give this one a database of its own (database.url)")
         self._conn, self._key = conn, key
 
     def _acquire_sqlite(self, path: str) -> None:
+        if not os.path.exists(path):
+            # SQLite would throw away the log of a database deleted after a crash (or
+            # while a collector ran), with the newest results in it.
+            left = [p for p in (f"{path}-wal", f"{path}-journal") if os.path.exists(p)]
+            if left:
+                raise DatabaseGone(
+                    f"the database file {path} is missing, but {left[0]} is there: the "
+                    "database was deleted or moved, and that file may hold its newest "
+                    "results. Put the database back; or, to start afresh with an empty "
+                    f"one, move {left[0]} away (and {path}-shm)")
+            log.warning("no database at %s: creating a new, empty database there (no probe "
+                        "is registered in it yet)", path)
         # The file must exist to be locked; migrate() creates the tables just after.
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -67,8 +88,9 @@ class WriterLock:
             os.close(fd)
             raise AnotherWriter(
                 f"another collector is serving from {path}: stop it first, or give this "
-                "one a database of its own") from None
+                "one a database of its own (database.url)") from None
         self._fd = fd
+        self.store.hold_file(os.fstat(fd))
 
     def release(self) -> None:
         if self._conn is not None:
@@ -79,5 +101,6 @@ class WriterLock:
             self._conn.close()
             self._conn = None
         if self._fd is not None:
+            self.store.hold_file(None)
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None

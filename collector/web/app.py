@@ -5,15 +5,21 @@ first through limits.py, which bounds what it may cost whoever sends it."""
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 
 from collector.config import CollectorConfig
 from collector.core import Collector
-from collector.store.database import Store
+from collector.health import Health
+from collector.store.database import DatabaseGone, Store
 from collector.web import api, ingest, limits, status
 from collector.web.context import COLLECTOR, collector_of
 
+log = logging.getLogger(__name__)
+
 EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+HEALTH = web.AppKey("health", Health)
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
@@ -26,12 +32,26 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    collector = collector_of(request)
+    """200 when a test write to the database succeeded within a second; else 503 and
+    why (collector/health.py)."""
+    verdict = await request.app[HEALTH].check()
+    if not verdict.ok:
+        return web.json_response({"status": "failing", "database": verdict.detail},
+                                 status=503)
+    return web.json_response({"status": "ok", "database": "ok",
+                              "write_s": round(verdict.write_s or 0.0, 4)})
+
+
+@web.middleware
+async def database_gone(request: web.Request, handler) -> web.StreamResponse:
+    """A SQLite file deleted or replaced under the collector (Store.check_file) fails
+    every request that needs the database: 503 and why, rather than a 500; a probe keeps
+    its batch and sends it again later."""
     try:
-        await collector.in_db(collector.store.ping)
-    except Exception as exc:
-        return web.json_response({"status": "failing", "database": str(exc)}, status=503)
-    return web.json_response({"status": "ok", "database": "ok"})
+        return await handler(request)
+    except DatabaseGone as exc:
+        log.error("%s %s: %s", request.method, request.path, exc)
+        return web.json_response({"error": str(exc)}, status=503)
 
 
 async def index(request: web.Request) -> web.Response:
@@ -44,9 +64,10 @@ async def index(request: web.Request) -> web.Response:
 
 def create_app(config: CollectorConfig, store: Store) -> web.Application:
     app = web.Application(client_max_size=config.ingest.max_body_bytes,
-                          middlewares=[limits.bounded])
+                          middlewares=[limits.bounded, database_gone])
     app[limits.LIMITS] = limits.RequestLimits(config.limits)
     collector = app[COLLECTOR] = Collector(config, store)
+    app[HEALTH] = Health(collector.in_db, store)
 
     async def startup(app: web.Application) -> None:
         await collector.start()

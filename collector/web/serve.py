@@ -17,6 +17,7 @@ import logging
 import resource
 import signal
 import socket
+import sys
 import time
 
 from aiohttp import web
@@ -38,8 +39,10 @@ MIN_CONNECTIONS = 16
 LINGER_CHUNK = 64 * 1024
 # Loggers an attacker can make write a line per request or per accept(): a few lines a
 # minute of each message, then a count (the issue's case 3 grew the log by 26 MB in 24 s).
-RATE_LIMITED_LOGGERS = ("asyncio", "aiohttp.server", "aiohttp.web", "collector.web.ingest",
-                        "collector.web.limits", __name__)
+# collector.core: its background jobs fail every few seconds while the database is gone.
+RATE_LIMITED_LOGGERS = ("asyncio", "aiohttp.server", "aiohttp.web", "collector.core",
+                        "collector.web.app", "collector.web.ingest", "collector.web.limits",
+                        __name__)
 
 
 class RateLimitedLog(logging.Filter):
@@ -265,7 +268,9 @@ class _Site(web.BaseSite):
 
 
 def run(app: web.Application, config: CollectorConfig) -> None:
-    """Serves the app until SIGTERM or SIGINT (then exits normally, as web.run_app did)."""
+    """Serves the app until SIGTERM or SIGINT (then exits normally, as web.run_app did).
+    What stops the app's start (collector/store/writer.py: AnotherWriter, DatabaseGone)
+    is raised before anything is listening."""
     for name in RATE_LIMITED_LOGGERS:
         logging.getLogger(name).addFilter(RateLimitedLog())
     asyncio.run(_serve(app, config))
@@ -289,6 +294,8 @@ async def _serve(app: web.Application, config: CollectorConfig) -> None:
                               linger_s=limits.body_timeout_s)
     try:
         await _Site(runner, connections, config.listen.host, config.listen.port).start()
+        print(f"unhindered-collector listening on http://{config.listen.host}:"
+              f"{config.listen.port}/ (metrics at /metrics)", file=sys.stderr, flush=True)
         await stop.wait()
     finally:
         await runner.cleanup()

@@ -2,7 +2,8 @@
 
 Batches leave when they are full or their oldest result is old enough; each request is
 gzipped and carries the probe's bearer token; the collector URLs are tried in order;
-after every URL failed the reporter waits an exponentially growing, jittered delay.
+after every URL failed the reporter waits an exponentially growing, jittered delay, which
+a round that succeeds meanwhile cuts short (RETRY_ON_SUCCESS_S).
 """
 
 from __future__ import annotations
@@ -17,9 +18,24 @@ import time
 from probes.config import CollectorSettings
 from probes.outbox import Outbox
 from probes.transport import Transport, TransportError
-from unhindered.measurement import ACK_HEADER, ACK_WITH_REJECTED, Ack, Rejected, encode_batch
+from unhindered.measurement import (
+    ACK_HEADER,
+    ACK_WITH_REJECTED,
+    Ack,
+    CheckList,
+    Rejected,
+    encode_batch,
+)
 
 log = logging.getLogger(__name__)
+
+# After a failed push, a round that succeeds (the mission's link works: the centre may be
+# reachable again, or back) ends the back-off early, but no sooner than this after the
+# failure: a probe whose link is fine while the collector is down tries about once per
+# this time rather than once per back-off (30 s on average at the 60 s ceiling). The
+# mission's backlog then reaches a returning collector within this plus one round: for
+# checks every 5 s or more, before it counts the mission silent (docs/protocol.md).
+RETRY_ON_SUCCESS_S = 5.0
 
 
 class HttpPusher:
@@ -33,10 +49,15 @@ class HttpPusher:
         self.mission = mission
         self.batch_size = settings.batch_max_size
         self._wake = asyncio.Event()
+        self._succeeded = asyncio.Event()  # a round succeeded since the last failed push
+        self.retry_on_success_s = RETRY_ON_SUCCESS_S
         self._backoff = settings.backoff_initial_s
         self.last_error: str | None = None
         self.failures = 0  # batches no URL accepted, for the probe's own metrics
         self.rejected: dict[str, int] = {}  # results the collector rejected, by reason
+        # The checks the probe runs and since when (Probe.schedule), sent with every batch
+        # so that the collector retires those it no longer runs (docs/protocol.md).
+        self.check_list: CheckList | None = None
 
     def reconfigure(self, settings: CollectorSettings, token: str) -> None:
         """New URLs, token and limits (a config reload); the next request uses them."""
@@ -46,9 +67,13 @@ class HttpPusher:
         self._backoff = min(self._backoff, settings.backoff_max_s)
         self.transport.timeout_s = settings.timeout_s
 
-    def wake(self) -> None:
-        """Called after each append: a full batch may now be ready."""
+    def wake(self, success: bool = False) -> None:
+        """Called after each append: a full batch may now be ready. `success`: the result
+        is a round that succeeded beyond the mission's own network, evidence that the way
+        to the centre may work again (it ends a back-off early)."""
         self._wake.set()
+        if success:
+            self._succeeded.set()
 
     async def run(self) -> None:
         while True:
@@ -94,10 +119,25 @@ class HttpPusher:
         self.failures += 1
         delay = random.uniform(0, self._backoff)  # full jitter: probes don't march in step
         self._backoff = min(self._backoff * 2, self.settings.backoff_max_s)
-        log.warning("no collector accepted the batch (%s); retrying in %.1f s",
-                    self.last_error, delay)
-        await asyncio.sleep(delay)
+        log.warning("no collector accepted the batch (%s); retrying in %.1f s, or sooner "
+                    "once a round succeeds", self.last_error, delay)
+        await self._back_off(delay)
         return False
+
+    async def _back_off(self, delay: float) -> None:
+        """Waits `delay` after a failed push, unless a round succeeds meanwhile: then the
+        next try comes at once, but not before `retry_on_success_s` since the failure."""
+        loop = asyncio.get_running_loop()
+        failed_at = loop.time()
+        self._succeeded.clear()  # only a round after this failure is fresh evidence
+        try:
+            await asyncio.wait_for(self._succeeded.wait(), delay)
+        except TimeoutError:
+            return
+        rest = failed_at + min(delay, self.retry_on_success_s) - loop.time()
+        if rest > 0:
+            await asyncio.sleep(rest)
+        log.info("a round succeeded since the failed push: trying the collector again")
 
     def _note_rejected(self, rejected: list[Rejected]) -> None:
         """Results the collector will never store, deleted with the rest of the batch:
@@ -112,7 +152,8 @@ class HttpPusher:
     def _body(self, rows: list[tuple[int, str]], backlog: int) -> bytes:
         # The outbox's running count of dropped results: the collector sees the loss.
         text = encode_batch(self.probe_id, self.mission, self.outbox.outbox_id, backlog,
-                            [body for _, body in rows], dropped=self.outbox.dropped)
+                            [body for _, body in rows], dropped=self.outbox.dropped,
+                            checks=self.check_list)
         return gzip.compress(text.encode(), compresslevel=5)
 
     async def _post(self, url: str, body: bytes, count: int) -> Ack | None:

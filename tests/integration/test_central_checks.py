@@ -98,11 +98,25 @@ def test_probe_follows_the_central_list_and_its_local_override(tmp_path, listene
         checks_file.write_text(yaml.safe_dump(data))
         wait_for(lambda: "added-later" in checks_seen(), 30, "the added check's results")
 
+        # The engineers remove it again: the probe stops running it and says so in its
+        # batches, and the collector retires it, rather than letting it fall silent
+        # (issue 12, case 7).
+        data["all"] = [c for c in data["all"] if c["id"] != "added-later"]
+        checks_file.write_text(yaml.safe_dump(data))
+
+        def current(check: str) -> str | None:
+            rows = store.intervals("FRA", check)
+            return rows[-1].state if rows and rows[-1].ended_at is None else None
+
+        wait_for(lambda: current("added-later") == "retired", 30, "the removed check retired")
+        assert {c: current(c) for c in ("everyone", "fra-only", "overridden")} == dict.fromkeys(
+            ("everyone", "fra-only", "overridden"), "up")
+
         # A broken edit is refused at the collector; the probe keeps its list.
         checks_file.write_text("all: [{id: broken, kind: tcp}]\n")
         time.sleep(3)
         since = time.time()
-        wait_for(lambda: set(checks_seen(since)) >= {"everyone", "added-later"}, 20,
+        wait_for(lambda: set(checks_seen(since)) >= {"everyone", "fra-only"}, 20,
                  "measuring to go on after the broken edit")
         assert probe.poll() is None and collector.poll() is None
     finally:

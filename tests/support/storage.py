@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import create_engine, text, update
+from sqlalchemy import create_engine, make_url, text, update
 
 from collector.store.database import Store
 from collector.store.schema import probes
 
 POSTGRES = os.environ.get("UNHINDERED_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _unreachable(exc: Exception) -> None:
+    message = (f"PostgreSQL is not reachable at {POSTGRES} ({type(exc).__name__}): "
+               "./scripts/test starts it when run as root")
+    if os.geteuid() == 0:
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def _postgres_schema_url() -> tuple[str, str]:
@@ -21,11 +31,7 @@ def _postgres_schema_url() -> tuple[str, str]:
         with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     except Exception as exc:
-        message = (f"PostgreSQL is not reachable at {POSTGRES} ({type(exc).__name__}): "
-                   "./scripts/test starts it when run as root")
-        if os.geteuid() == 0:
-            pytest.fail(message)
-        pytest.skip(message)
+        _unreachable(exc)
     finally:
         admin.dispose()
     # Each test gets its own schema, so tests never see each other's rows.
@@ -37,6 +43,36 @@ def _drop_schema(schema: str) -> None:
     with admin.begin() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """The URL of a new PostgreSQL schema of its own, dropped afterwards."""
+    schema, url = _postgres_schema_url()
+    try:
+        yield url
+    finally:
+        _drop_schema(schema)
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """The URL of a new PostgreSQL database of its own, for tests that change the
+    database's own settings (ALTER DATABASE); dropped afterwards, its sessions with it."""
+    name = f"uh_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        admin.dispose()
+        _unreachable(exc)
+    try:
+        yield make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -109,3 +109,22 @@ def test_a_changed_interval_is_not_silence():
     assert m.feed(Round(time=60, ok=True, interval_s=10)) == []
     # Lengthened back to 60 s: the round 60 s after is not a gap either.
     assert m.feed(Round(time=120, ok=True, interval_s=60)) == []
+
+
+def test_silence_counts_from_when_the_collector_began_to_listen():
+    """Issue 12, case 10: the collector's own downtime is not the mission's silence. A
+    collector that has listened only since 100 waits the allowance (30 s) from then; if
+    still nothing came, the unknown period begins where the rounds stopped (10 + 30)."""
+    m = Machine(Policy(silent_intervals=3))
+    m.feed(ok(0))
+    m.feed(ok(10))
+    assert m.silence(now=104, heard_since=100) is None
+    assert m.silence(now=130, heard_since=100) is None
+    unknown = m.silence(now=131, heard_since=100)
+    assert (unknown.state, unknown.time) == ("unknown", 40)
+    assert "the collector itself was not listening until" in unknown.cause
+    # Rounds after the start count as usual: silence from the newer of the two.
+    m = Machine(Policy(silent_intervals=3))
+    m.feed(ok(120))
+    assert m.silence(now=149, heard_since=100) is None
+    assert m.silence(now=151, heard_since=100).time == 150

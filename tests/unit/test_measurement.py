@@ -7,6 +7,7 @@ from pydantic import TypeAdapter, ValidationError
 from unhindered.measurement import (
     Ack,
     Batch,
+    CheckList,
     IcmpFigures,
     Measurement,
     clean_text,
@@ -244,3 +245,48 @@ def test_a_configured_target_follows_the_same_text_rule():
     assert IcmpCheck(id="gw", kind="icmp", target="192.0.2.1").target == "192.0.2.1"
     with pytest.raises(ValidationError, match="pattern"):
         IcmpCheck(id="gw", kind="icmp", target="192.0.2.1\n")
+
+
+# --- the probe's check list (issue 12, case 7) ---
+
+def test_a_batch_carries_the_probes_check_list_and_since_when():
+    checks = CheckList(since=datetime(2026, 1, 15, 11, tzinfo=timezone(timedelta(hours=1))),
+                       ids=["internet-icmp", "docs-tcp"])
+    text = encode_batch("fra-1", "FRA", "0" * 32, 0, [with_seq(1, encode_result(
+        measurement.validate_python(icmp())))], checks=checks)
+    batch = read_batch(text)
+    assert batch.checks.ids == ["internet-icmp", "docs-tcp"]
+    assert batch.checks.since == datetime(2026, 1, 15, 10, tzinfo=UTC)
+    assert batch.checks.since.utcoffset() == timedelta(0)
+    # An empty list is a list: the probe runs no check (every one it ran is retired).
+    assert read_batch(json.dumps(batch_with([]))).checks.ids == []
+
+
+def test_a_batch_without_a_check_list_is_read_as_before():
+    """Older probes, and batches the collector makes of SNMP polls, have none."""
+    assert read_batch(json.dumps(batch(1))).checks is None
+    text = encode_batch("fra-1", "FRA", "0" * 32, 0, [with_seq(1, encode_result(
+        measurement.validate_python(icmp())))])
+    assert '"checks"' not in text
+    assert read_batch(text).checks is None
+
+
+def batch_with(ids, since="2026-01-15T10:00:00Z"):
+    return batch(1, checks={"since": since, "ids": ids})
+
+
+@pytest.mark.parametrize("checks, message", [
+    ({"since": "2026-01-15T10:00:00Z", "ids": ["a", "a"]}, "listed twice"),
+    ({"since": "2026-01-15T10:00:00Z", "ids": ["bad id"]}, "pattern"),
+    ({"since": "2026-01-15T10:00:00Z", "ids": [7]}, "string"),
+    ({"since": "2026-01-15T10:00:00Z", "ids": "a"}, "list"),
+    ({"since": "2026-01-15T10:00:00", "ids": ["a"]}, "timezone"),
+    ({"since": "1999-12-31T23:59:59Z", "ids": ["a"]}, "greater than or equal"),
+    ({"since": 1768471200, "ids": ["a"]}, "datetime"),
+    ({"ids": ["a"]}, "since"),
+    ({"since": "2026-01-15T10:00:00Z", "ids": ["a"], "extra": 1}, "extra"),
+    ({"since": "2026-01-15T10:00:00Z", "ids": [f"c{i}" for i in range(10_001)]}, "at most"),
+])
+def test_the_check_list_is_strictly_typed(checks, message):
+    with pytest.raises(ValidationError, match=message):
+        read_batch(json.dumps(batch(1, checks=checks)))

@@ -3,6 +3,7 @@ Measurement, and the `snmp:` config section's errors."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta, timezone
@@ -127,6 +128,23 @@ def test_one_bad_row_is_refused_alone_and_the_rest_of_the_poll_is_kept():
     assert sorted(refused) == ["bad name\\x00", "c", "d"]
 
 
+def test_the_agents_table_is_the_probes_check_list():
+    """A walk reads the whole table: a check missing from it is one the probe no longer
+    runs (retired from the poll's time). Rows before their first round, and rows the walk
+    caught half-made, are in the list; a name no rule lets through is not."""
+    scalars = {"unhProbeId": b"fra-1", "unhProbeMission": b"FRA",
+               "unhProbeOutboxId": b"0123456789abcdef0123456789abcdef",
+               "unhProbeOutboxDepth": 0}
+    half_made = {"unhCheckName": b"c"}
+    rows = [row(unhCheckLastSeq=7, unhCheckName=b"a"), row(unhCheckLastSeq=0, unhCheckName=b"b"),
+            half_made, row(unhCheckLastSeq=8, unhCheckName=b"bad name")]
+    batch, refused = batch_of(scalars, rows, "fra-1", "FRA", 30, polled_at=WHEN)
+    assert batch.checks.ids == ["a", "b", "c"] and batch.checks.since == WHEN
+    assert [m.check_id for m in batch.measurements] == ["a"] and refused == ["bad name"]
+    without, _ = batch_of(scalars, rows, "fra-1", "FRA", 30)
+    assert without.checks is None
+
+
 @pytest.mark.parametrize(("snmp", "expected"), [
     ("  receiver:\n    senders:\n      - probe_id: fra-1\n        community: public\n",
      "line 4: snmp.receiver.senders[0]: Value error, the community must not be public"),
@@ -191,6 +209,28 @@ def test_a_valid_check_notification_decodes_to_checked_values():
     # pages and exports escape it.
     for target in ("<b>html</b>", "t" * 255, "https://example.org/a?b=c&d=e"):
         assert decode(*notification(unhCheckTarget=target))[1].target == target
+
+
+# The text rule is the control characters (C0, DEL, C1), a fixed range, not Python's
+# str.isprintable(), which varies with the Unicode version of the Python running it. Hence
+# a no-break space, code points unassigned today (a newer Unicode may assign them) and
+# private-use ones are text on every way in alike: the first target is the one an SNMP
+# fuzz test once failed on (tests/integration/test_snmp_receiver.py, failed_once).
+@pytest.mark.parametrize("target", ["\u00d9\u00a0\U00042264t", "\U0006a80bA",
+                                    "10\u202f% \u00bb", "\ue000private"])
+def test_http_snmp_and_a_probes_config_take_the_same_targets(target):
+    from collector.snmp.receiver import decode
+    from unhindered.checks.icmp import IcmpCheck
+    from unhindered.measurement import read_measurement
+
+    assert not target.isprintable()
+    result = {"seq": 1, "probe_id": "fra-1", "mission": "FRA", "check_id": "internet-icmp",
+              "kind": "icmp", "target": target, "started_at": "2026-11-29T09:30:15Z",
+              "duration_s": 2.0, "ok": False, "reason": "timeout",
+              "figures": {"sent": 1, "received": 0, "loss_ratio": 1}}
+    assert read_measurement(json.dumps(result)).target == target  # HTTP
+    assert decode(*notification(unhCheckTarget=target))[1].target == target  # SNMP
+    assert IcmpCheck(id="gw", kind="icmp", target=target).target == target  # config
 
 
 HOSTILE = [

@@ -20,6 +20,10 @@ from unhindered.measurement import (
 )
 from unhindered.states import State
 
+# A check's state, or `retired`: its probe no longer runs it (docs/states.md). Access is
+# retired when every check of the group (or mission) is.
+StateOrRetired = State | Literal["retired"]
+
 
 class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -37,7 +41,7 @@ class GroupAccess(_Out):
     """A mission's access through one group of checks: up while any of its checks is up."""
 
     group: str
-    state: State
+    state: StateOrRetired
     since: AwareDatetime | None = Field(description="measurement time the state began")
 
 
@@ -47,7 +51,9 @@ class MissionSummary(_Out):
     code: str
     name: str | None = Field(description="from the inventory; null for a mission not in it")
     in_inventory: bool
-    access: State = Field(description="access over all groups (unknown before any result)")
+    access: StateOrRetired = Field(
+        description="access over all groups (unknown before any result; retired when every "
+                    "check of the mission is)")
     since: AwareDatetime | None = Field(description="measurement time `access` began")
     groups: list[GroupAccess]
 
@@ -65,7 +71,7 @@ class CheckStatus(_Out):
     group: str
     target: str
     probe_id: str = Field(description="the probe that sent the newest round")
-    state: State
+    state: StateOrRetired = Field(description="retired: the probe no longer runs the check")
     since: AwareDatetime | None = Field(description="measurement time the state began")
     last_round_at: AwareDatetime = Field(description="measurement time of the newest round")
     last_ok: bool | None
@@ -97,7 +103,7 @@ class Interval(_Out):
 
     started_at: AwareDatetime
     ended_at: AwareDatetime | None = Field(description="null for the current period")
-    state: State
+    state: StateOrRetired
     cause: str
 
 

@@ -21,12 +21,13 @@ from collector.state.timeline import ALL_GROUPS, LOCAL_GROUP
 from collector.store.rollups import DAY, HOUR, MINUTE, Rollups
 from collector.store.schema import access_intervals
 from collector.web.context import COLLECTOR
-from unhindered.states import STATES, WORST_FIRST
+from unhindered.states import RETIRED, STATES, WORST_FIRST
 
 SORTS = ("state", "name", "since")
 # Default direction of each sort: worst first, A to Z, newest change first.
 DEFAULT_DESCENDING = {"state": False, "name": False, "since": True}
 OUTAGE_WINDOW_S = 30 * DAY
+_ORDER = (*WORST_FIRST, RETIRED)  # a mission whose every check is retired goes last
 MAX_OUTAGES = 200
 
 
@@ -88,13 +89,15 @@ def mission_rows(snapshot: dict, fleet, inventory,
                  unmonitored: bool = False) -> tuple[list[MissionRow], int]:
     """A row per monitored mission (a probe registered, or results), plus, when asked, per
     inventory mission without a probe; and how many of the latter there are."""
+    # A retired check (its probe no longer runs it) is not one of the mission's checks.
+    retired = {key for key, state, _since in snapshot["machines"] if state == RETIRED}
     checks_of: dict[str, list] = {}
-    for (mission, _check), c in fleet.checks.items():
-        if c.group != LOCAL_GROUP:
-            checks_of.setdefault(mission, []).append(c)
+    for key, c in fleet.checks.items():
+        if c.group != LOCAL_GROUP and key not in retired:
+            checks_of.setdefault(key[0], []).append(c)
     machines_of: dict[str, list[str]] = {}
     for key, state, _since in snapshot["machines"]:
-        if snapshot["groups"].get(key, "internet") != LOCAL_GROUP:
+        if snapshot["groups"].get(key, "internet") != LOCAL_GROUP and key not in retired:
             machines_of.setdefault(key[0], []).append(state)
     codes = (set(snapshot["access"]) | set(checks_of) | set(machines_of)
              | {p.mission for p in snapshot["probes"]})
@@ -104,7 +107,7 @@ def mission_rows(snapshot: dict, fleet, inventory,
         states = machines_of.get(code, [])
         row = MissionRow(code=code, name=name_of(inventory, code), state=state, since=since,
                          checks_up=sum(s == "up" for s in states), checks_total=len(states))
-        if state != "unknown":  # an unknown mission's newest figures are stale
+        if state not in ("unknown", RETIRED):  # their newest figures are stale
             row.rtt_s, row.loss = _figures(checks_of.get(code, []))
         rows.append(row)
     missing = [m for m in (inventory.missions if inventory is not None else ())
@@ -132,7 +135,7 @@ def sort_rows(rows: list[MissionRow], sort: str, descending: bool) -> list[Missi
                        reverse=descending)
         return known + [r for r in ordered if r.since is None]
     else:
-        key = lambda r: (WORST_FIRST.index(r.state), *by_name(r))  # noqa: E731
+        key = lambda r: (_ORDER.index(r.state), *by_name(r))  # noqa: E731
     return sorted(rows, key=key, reverse=descending)
 
 
@@ -173,9 +176,11 @@ def mission_snapshot(app: web.Application, code: str, icmp_checks: list[str],
         "access": {g: v for (m, g), v in timelines.access.items() if m == code},
         "machines": machines,
         "groups": {key[1]: g for key, g in timelines.groups.items() if key[0] == code},
+        # Retired periods are neither outages nor their causes (docs/states.md).
         "outages": [r for r in store.intervals(code, ALL_GROUPS, since, table=access_intervals)
-                    if r.state != "up"],
-        "check_intervals": {c: [r for r in store.intervals(code, c, since) if r.state != "up"]
+                    if r.state not in ("up", RETIRED)],
+        "check_intervals": {c: [r for r in store.intervals(code, c, since)
+                                if r.state not in ("up", RETIRED)]
                             for c in machines},
         "day": {c: rollups.query(code, c, MINUTE, now - DAY, now) for c in icmp_checks},
         "week": {c: rollups.query(code, c, HOUR, now - 7 * DAY, now) for c in icmp_checks},
