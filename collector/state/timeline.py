@@ -150,8 +150,8 @@ class Timelines:
         for key, ms in by_check.items():
             self.groups[key] = ms[0].group
             self.targets[key] = ms[0].target
-            newest = max(ms, key=lambda m: m.started_at)
-            self._ran(key, newest.started_at.timestamp(), newest.probe_id)
+            latest = max(ms, key=lambda m: m.started_at)
+            self._ran(key, latest.started_at.timestamp(), latest.probe_id)
             rounds = sorted((round_of(m) for m in ms), key=lambda r: r.time)
             machine = self.machines.get(key)
             # Older than what the machine has seen or decided (a silence turned unknown

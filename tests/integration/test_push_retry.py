@@ -51,6 +51,19 @@ async def record(pusher: HttpPusher, outbox: Outbox, n: int, ok: bool = True) ->
     pusher.wake(success=m.ok)
 
 
+@contextlib.asynccontextmanager
+async def running(pusher: HttpPusher, outbox: Outbox):
+    """The reporter's loop, for the block; stopped and its outbox closed after it."""
+    runner = asyncio.create_task(pusher.run())
+    try:
+        yield
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+        outbox.close()
+
+
 async def wait_until(condition, within_s: float) -> float | None:
     """When the condition first held (time.monotonic()), or None."""
     deadline = time.monotonic() + within_s
@@ -71,30 +84,26 @@ async def test_a_returning_collector_gets_the_backlog_after_the_next_good_round(
     pusher, outbox = pusher_for(tmp_path, port, token)
     for n in range(20):  # the backlog kept while the centre was away
         await outbox.append(result(n))
-    runner = asyncio.create_task(pusher.run())
     server = TestServer(create_app(CollectorConfig(
         retention=RetentionSettings(raw_days=3650)), store), host="127.0.0.1", port=port)
     try:
-        failed = await wait_until(lambda: pusher.failures >= 1, 10)
-        assert failed is not None, "the first push did not fail"
-        await asyncio.sleep(1)
-        await server.start_server()  # the collector returns, 1 s after the probe's try
-        await asyncio.sleep(1)
-        await record(pusher, outbox, 20)  # the probe's next round succeeds
-        arrived = await wait_until(
-            lambda: len(store.results_of_probe("fra-1")) == 21, RETRY_ON_SUCCESS_S + 10)
-        assert arrived is not None, (
-            f"the backlog did not arrive within {RETRY_ON_SUCCESS_S + 10:g} s of the failure "
-            "(the back-off was 60 s)")
-        # The next try came once the floor had passed since the failure, not before.
-        assert RETRY_ON_SUCCESS_S - 0.2 <= arrived - failed <= RETRY_ON_SUCCESS_S + 3
-        assert pusher.failures == 1
+        async with running(pusher, outbox):
+            failed = await wait_until(lambda: pusher.failures >= 1, 10)
+            assert failed is not None, "the first push did not fail"
+            await asyncio.sleep(1)
+            await server.start_server()  # the collector returns, 1 s after the probe's try
+            await asyncio.sleep(1)
+            await record(pusher, outbox, 20)  # the probe's next round succeeds
+            arrived = await wait_until(
+                lambda: len(store.results_of_probe("fra-1")) == 21, RETRY_ON_SUCCESS_S + 10)
+            assert arrived is not None, (
+                f"the backlog did not arrive within {RETRY_ON_SUCCESS_S + 10:g} s of the failure "
+                "(the back-off was 60 s)")
+            # The next try came once the floor had passed since the failure, not before.
+            assert RETRY_ON_SUCCESS_S - 0.2 <= arrived - failed <= RETRY_ON_SUCCESS_S + 3
+            assert pusher.failures == 1
     finally:
-        runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await runner
         await server.close()
-        outbox.close()
         store.close()
 
 
@@ -102,8 +111,7 @@ async def test_a_dead_collector_is_tried_at_most_once_per_floor(tmp_path, worst_
     pusher, outbox = pusher_for(tmp_path, closed_port(), "uh1.token")
     pusher.retry_on_success_s = 1.0
     await outbox.append(result(0))
-    runner = asyncio.create_task(pusher.run())
-    try:
+    async with running(pusher, outbox):
         began = time.monotonic()
         n = 1
         while time.monotonic() - began < 4.5:  # good rounds every 0.1 s, the centre away
@@ -114,26 +122,15 @@ async def test_a_dead_collector_is_tried_at_most_once_per_floor(tmp_path, worst_
         # The first try, then one a second at most (the back-off alone: none in 60 s).
         assert 3 <= pusher.failures <= 1 + elapsed / pusher.retry_on_success_s, (
             pusher.failures, elapsed)
-    finally:
-        runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await runner
-        outbox.close()
 
 
 async def test_failed_rounds_are_no_evidence(tmp_path, worst_jitter):
     pusher, outbox = pusher_for(tmp_path, closed_port(), "uh1.token")
     pusher.retry_on_success_s = 0.2
     await outbox.append(result(0))
-    runner = asyncio.create_task(pusher.run())
-    try:
+    async with running(pusher, outbox):
         await wait_until(lambda: pusher.failures >= 1, 10)
         for n in range(1, 20):  # the link is still cut: every round fails
             await record(pusher, outbox, n, ok=False)
             await asyncio.sleep(0.1)
         assert pusher.failures == 1
-    finally:
-        runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await runner
-        outbox.close()
