@@ -293,9 +293,12 @@ async def _send_and_read(check: HttpCheck, reader: asyncio.StreamReader,
                          writer: asyncio.StreamWriter, request: bytes,
                          progress: _Progress) -> Answer:
     progress.phase = "sending the request"
+    # First-byte time counts from before the write, as curl's starttransfer does: a
+    # timestamp taken after it can fall after the server has started to answer (the
+    # process descheduled between send() and the clock), which would understate the wait.
+    sent = time.perf_counter()
     writer.write(request)
     await writer.drain()
-    sent = time.perf_counter()
     progress.phase = "waiting for the first byte"
     first = await reader.readexactly(1)
     first_byte_at = time.perf_counter()

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+# One worker builds the extras' virtualenvs once for the module (pytest-xdist).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200), pytest.mark.xdist_group("extras")]
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "deploy" / "examples"
@@ -143,7 +144,7 @@ def test_probe_extra_alone(installed, tmp_path):
             "checks:\n"
             f"  - {{id: loopback-tcp, kind: tcp, target: 127.0.0.1, "
             f"port: {listener.getsockname()[1]}, interval_s: 30}}\n")
-        out = _ok([probe, "once", "-c", config], tmp_path)
+        out = _ok([probe, "once", "--json", "-c", config], tmp_path)
     (line,) = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
     assert (line["check_id"], line["kind"], line["ok"]) == ("loopback-tcp", "tcp", True)
 

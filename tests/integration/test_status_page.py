@@ -37,7 +37,8 @@ from tests.support import require_program
 from tests.support.storage import registered_since
 from unhindered.i18n import DEFAULT_LANGUAGE, LANGUAGES
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+# One worker runs the module's shared collector (pytest-xdist).
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("status_page")]
 
 MISSIONS = 250
 DOWN, SILENT, HISTORY = "FRA", "BRA", "KEN"  # names come from the inventory, when it has them
