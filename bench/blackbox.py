@@ -27,32 +27,35 @@ SUCCESS = re.compile(r"^probe_success (\S+)$", re.MULTILINE)
 
 
 class Blackbox:
-    def __init__(self, lab: Any, mission: Any, workdir: Path) -> None:
+    def __init__(self, lab: Any, mission: Any, workdir: Path, listen: str = LISTEN) -> None:
+        """`listen`: where it serves; another address than loopback's when Prometheus
+        elsewhere scrapes it (bench/bench_alerts.py)."""
         self.lab = lab
         self.mission = mission
+        self.listen = listen
         config = workdir / "blackbox.yml"
         config.write_text(CONFIG)
-        log = (workdir / "blackbox.log").open("w")
+        log = (workdir / f"blackbox-{mission.name}.log").open("w")
         self.process = lab.popen(
             mission.name,
-            [PROGRAM, f"--config.file={config}", f"--web.listen-address={LISTEN}"],
+            [PROGRAM, f"--config.file={config}", f"--web.listen-address={listen}"],
             stdout=log, stderr=subprocess.STDOUT)
         self.pid = exec_pid(self.process, PROGRAM)
         deadline = time.monotonic() + 15
         while True:
             try:
-                if lab.fetch(mission.name, f"http://{LISTEN}/-/healthy", timeout=2)[0] == 200:
+                if lab.fetch(mission.name, f"http://{listen}/-/healthy", timeout=2)[0] == 200:
                     break
             except OSError:
                 pass  # not listening yet
             if time.monotonic() > deadline:
-                raise BenchError(f"{PROGRAM} did not start; see {workdir / 'blackbox.log'}")
+                raise BenchError(f"{PROGRAM} did not start; see {log.name}")
             time.sleep(0.1)
 
     def probe(self, address: str) -> float | None:
         """One /probe request: the RTT in seconds, or None when the probe failed."""
         status, _headers, body = self.lab.fetch(
-            self.mission.name, f"http://{LISTEN}/probe?module=icmp&target={address}",
+            self.mission.name, f"http://{self.listen}/probe?module=icmp&target={address}",
             timeout=5)
         text = body.decode()
         success = SUCCESS.search(text)

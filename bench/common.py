@@ -196,7 +196,7 @@ def run_once(lab: Any, mission: Any, config: Path, timeout: float = 120
              ) -> tuple[list[dict[str, Any]], float]:
     """`python -m probes once` in the mission's namespace: (results, wall time in s)."""
     started = time.perf_counter()
-    done = lab.run(mission.name, [PYTHON, "-m", "probes", "once", "-c", str(config)],
+    done = lab.run(mission.name, [PYTHON, "-m", "probes", "once", "--json", "-c", str(config)],
                    timeout=timeout)
     wall = time.perf_counter() - started
     if not done.stdout:

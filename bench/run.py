@@ -1,11 +1,11 @@
-"""`python -m bench [rtt|footprint|sweep|ingest|render|snmp|alerts|report|wire|input-cost|
-replay ...]`: runs the probe benchmarks (rtt, footprint, sweep), the collector benchmarks (ingest,
-render), the SNMP ones (snmp: the probe agent's footprint, then the collector's poll sweep)
-and alerts' cut-to-e-mail, all by default (the yearly report's, report, the wire-library
-comparison, wire, the input checks' cost against an older revision, input-cost, and
-ingest while a late round's replay runs against an older revision, replay, only when
-named), and
-prints each part's table, then every goal with our figure, the reference and the ratio.
+"""`python -m bench [rtt|footprint|traffic|sweep|ingest|render|snmp|alerts|report|wire|
+input-cost|replay ...]`: runs the probe benchmarks (rtt, footprint, traffic, sweep), the
+collector benchmarks (ingest, render), the SNMP ones (snmp: the probe agent's footprint,
+then the collector's poll sweep) and alerts' cut-to-e-mail, all by default (the yearly
+report's, report, the wire-library comparison, wire, the input checks' cost against an
+older revision, input-cost, and ingest while a late round's replay runs against an older
+revision, replay, only when named), and prints each part's table, then every goal with
+our figure, the reference and the ratio.
 """
 
 from __future__ import annotations
@@ -31,18 +31,20 @@ from bench import (
     bench_snmp,
     bench_snmp_sweep,
     bench_sweep,
+    bench_traffic,
     bench_wire,
 )
 from bench.common import PartResult, table
 from tests.support.lab.netns import unavailable_reason
 
-PARTS = ("rtt", "footprint", "sweep", "ingest", "render", "snmp", "alerts", "report", "wire",
-         "input-cost", "replay")
+PARTS = ("rtt", "footprint", "traffic", "sweep", "ingest", "render", "snmp", "alerts", "report",
+         "wire", "input-cost", "replay")
 # report: about 11 minutes; wire: a library the project does not use (msgspec);
 # input-cost: this tree against an older revision, about 6 runs of ingest;
 # replay: likewise, 4 collectors each rebuilding 6 days of a mission's history
 ON_DEMAND = ("report", "wire", "input-cost", "replay")
-LAB_PARTS = ("rtt", "footprint", "sweep", "alerts")  # these build a network lab: root, ip, nft
+# These build a network lab: root, ip, nft.
+LAB_PARTS = ("rtt", "footprint", "traffic", "sweep", "alerts")
 
 
 def version(argv: list[str]) -> str:
@@ -86,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="rtt: samples per delay and tool (200)")
     parser.add_argument("--seconds", type=float, default=40.0,
                         help="footprint: measured window per process, after warm-up (40)")
+    parser.add_argument("--window", type=float, default=bench_traffic.WINDOW_S,
+                        help=f"traffic: measured window in seconds, rounded to whole check "
+                             f"intervals ({bench_traffic.WINDOW_S:.0f})")
     parser.add_argument("--repeats", type=int, default=bench_sweep.REPEATS,
                         help=f"sweep: runs of each variant ({bench_sweep.REPEATS})")
     parser.add_argument("--results", type=int, default=bench_collector.RESULTS,
@@ -121,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     runners: dict[str, Callable[[], PartResult]] = {
         "rtt": lambda: bench_rtt.run(samples=args.samples),
         "footprint": lambda: bench_footprint.run(seconds=args.seconds),
+        "traffic": lambda: bench_traffic.run(window_s=args.window),
         "sweep": lambda: bench_sweep.run(repeats=args.repeats),
         "ingest": lambda: bench_collector.run_ingest(results=args.results),
         "render": lambda: bench_collector.run_render(scrapes=args.scrapes),

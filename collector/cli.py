@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -13,25 +14,31 @@ from collector import config as collector_config
 from collector import grafana_push
 from collector.inventory.central import CentralChecks
 from collector.store.database import ProbeExists, Store
-from unhindered import logsetup
+from unhindered import cliargs, logsetup
 from unhindered.configfile import ConfigError
 from unhindered.measurement import Identifier, MissionCode
+from unhindered.timefmt import iso_utc
 
 EXIT_CONFIG = 2
 log = logging.getLogger("collector")
 
 
 def _settings(args: argparse.Namespace) -> collector_config.CollectorConfig:
-    config = (collector_config.load(args.config) if args.config
-              else collector_config.CollectorConfig())
     overrides: dict = {}
     if getattr(args, "database", None):
         overrides["database"] = collector_config.DatabaseSettings(url=args.database)
     if getattr(args, "listen", None):
         host, _, port = args.listen.rpartition(":")
-        overrides["listen"] = collector_config.ListenSettings(host=host.strip("[]") or "127.0.0.1",
-                                                              port=int(port))
-    return config.model_copy(update=overrides)
+        try:
+            overrides["listen"] = collector_config.ListenSettings(
+                host=host.strip("[]") or "127.0.0.1", port=int(port))
+        except ValueError:  # pydantic's ValidationError too
+            print(f"unhindered-collector: --listen {args.listen}: expected HOST:PORT with a "
+                  "port from 1 to 65535, e.g. 127.0.0.1:9640", file=sys.stderr)
+            raise SystemExit(EXIT_CONFIG) from None
+    if args.config:
+        return collector_config.load(args.config, overrides)
+    return collector_config.CollectorConfig().model_copy(update=overrides)
 
 
 def _validated(kind, value: str, what: str) -> str:
@@ -50,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="unhindered-collector",
         description="Receive probe results, keep state and history, export Prometheus metrics.",
     )
-    parser.add_argument("-c", "--config", type=Path, help="the collector's YAML config")
-    parser.add_argument("--database", help="database URL (overrides the config file)")
+    cliargs.add_common(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the collector")
@@ -70,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--token-file", type=Path,
                      help="skip enrollment: write the probe's credential itself to this file "
                           "(mode 0600), for provisioning tools")
-    probes_sub.add_parser("list", help="list registered probes")
+    probes_sub.add_parser("list", help="list registered probes").add_argument(
+        "--json", action="store_true", help="one JSON object a probe")
     revoke = probes_sub.add_parser("revoke", help="revoke a probe's credential")
     revoke.add_argument("probe_id")
 
@@ -78,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     readers_sub = readers.add_subparsers(dest="action", required=True, metavar="ACTION")
     add_reader = readers_sub.add_parser("add", help="create one and print its token once")
     add_reader.add_argument("--name", required=True, help="who uses it, e.g. grafana")
-    readers_sub.add_parser("list", help="list read-only credentials")
+    readers_sub.add_parser("list", help="list read-only credentials").add_argument(
+        "--json", action="store_true", help="one JSON object a credential")
     revoke_reader = readers_sub.add_parser("revoke", help="revoke one")
     revoke_reader.add_argument("name")
 
@@ -107,13 +115,23 @@ def main(argv: list[str] | None = None) -> int:
     report_command.add_arguments(sub.add_parser(
         "report", help="uptime report for a year, quarter, month or dates (docs/reports.md)"))
 
+    cliargs.add_placed(parser, "-c", "--config", dest="config", type=Path, metavar="FILE",
+                       help="the collector's YAML config (default: built-in settings)")
+    cliargs.add_placed(parser, "--database", dest="database", metavar="URL",
+                       help="database URL (overrides the config file)")
+    cliargs.add_placed(parser, "--verbose", dest="verbose", action="store_true",
+                       help="log at DEBUG, the libraries' messages included")
+
     args = parser.parse_args(argv)
+    cliargs.resolve(parser, args, "config", same=cliargs.same_file)
+    cliargs.resolve(parser, args, "database")
+    cliargs.resolve(parser, args, "verbose")
     try:
         config = _settings(args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
-    logsetup.setup(config.logging.format, config.logging.level)
+    logsetup.setup(config.logging.format, config.logging.level, args.verbose)
 
     if args.command == "check-config":
         try:
@@ -136,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         from collector.alerting.commands import run_alerting_command
 
         return run_alerting_command(args, config)
+    if args.command in ("probes", "readers"):
+        from collector.store.ownership import require_service_user
+
+        require_service_user(config.database.url, argv, [getattr(args, "token_file", None)])
     if args.command == "probes":
         return _probes(args, Store(config.database.url))
     if args.command == "readers":
@@ -205,15 +227,36 @@ def _probes(args: argparse.Namespace, store: Store) -> int:
                   "start the probe trades it for its credential.", file=sys.stderr)
         return 0
     if args.action == "list":
-        for p in store.list_probes():
-            status = "revoked" if p.revoked_at else "active" if p.enrolled else "enrolling"
-            print(f"{p.probe_id}\t{p.mission}\t{status}")
+        rows = [{"mission": p.mission, "probe": p.probe_id,
+                 "state": "revoked" if p.revoked_at else "active" if p.enrolled else "enrolling",
+                 "last_report": _when(p.last_report_at), "backlog": p.backlog,
+                 "version": p.version} for p in store.list_probes()]
+        _print_list(rows, args.json, "no probes registered: add one with probes add")
         return 0
     if store.revoke_probe(args.probe_id):
         print(f"probe {args.probe_id} revoked: its token is refused from now on")
         return 0
     print(f"unhindered-collector: no active probe {args.probe_id}", file=sys.stderr)
     return 1
+
+
+def _when(t: float | None) -> str | None:
+    return None if t is None else iso_utc(t)
+
+
+def _print_list(rows: list[dict], as_json: bool, empty: str) -> None:
+    """A table for people (absent values "-", times "never"), or one JSON object a line."""
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    if not rows:
+        print(empty, file=sys.stderr)
+        return
+    header = [name.replace("_", " ").upper() for name in rows[0]]
+    print(cliargs.table(header, [
+        ["never" if v is None and k == "last_report" else v for k, v in row.items()]
+        for row in rows]))
 
 
 def _write_secret(path: Path, secret: str) -> None:
@@ -246,8 +289,10 @@ def _readers(args: argparse.Namespace, store: Store) -> int:
         print(token)
         return 0
     if args.action == "list":
-        for r in store.list_readers():
-            print(f"{r.name}\t{'revoked' if r.revoked_at else 'active'}")
+        rows = [{"name": r.name, "state": "revoked" if r.revoked_at else "active",
+                 "created": _when(r.created_at), "revoked": _when(r.revoked_at)}
+                for r in store.list_readers()]
+        _print_list(rows, args.json, "no read-only credentials: add one with readers add")
         return 0
     if store.revoke_reader(args.name):
         print(f"reader {args.name} revoked")

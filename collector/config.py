@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -18,7 +18,7 @@ from collector.inventory.maintenance import TimeZoneName
 from collector.inventory.sites import Inventory, default_inventory, load_inventory
 from collector.snmp.settings import SnmpSettings
 from collector.state.hysteresis import Policy
-from unhindered.configfile import load_model, resolve_path
+from unhindered.configfile import ReadFile, WriteFile, load_model, resolve_path
 from unhindered.logsetup import LoggingSettings
 
 DEFAULT_PORT = 9640
@@ -30,13 +30,65 @@ class _Section(BaseModel):
 
 class ListenSettings(_Section):
     host: str = Field("127.0.0.1", description="address to bind; 0.0.0.0 for every IPv4")
-    port: int = Field(DEFAULT_PORT, ge=1, le=65_535)
+    port: int = Field(DEFAULT_PORT, ge=1, le=65_535, description="TCP port to listen on")
+
+
+class TlsSettings(_Section):
+    """HTTPS served by the collector itself (docs/deploy.md, "TLS"). SIGHUP reads the three
+    files again; the paths are those of the config the collector started with."""
+
+    cert_file: Annotated[Path, ReadFile()] = Field(
+        description="the collector's certificate (PEM), followed by its intermediate CA "
+                    "certificates")
+    key_file: Annotated[Path, ReadFile(secret=True)] = Field(
+        description="the certificate's private key (PEM, unencrypted, mode 0600)")
+    min_version: Literal["1.2", "1.3"] = Field("1.2", description="oldest TLS version "
+                                                                  "accepted")
+    client_certs: Literal["off", "optional", "required"] = Field(
+        "off", description="mutual TLS: off; optional (a certificate, when a client shows "
+                           "one, must be signed by client_ca_file); required (a client "
+                           "without one is refused). Always beside the probe's token, never "
+                           "instead of it")
+    client_ca_file: Annotated[Path | None, ReadFile()] = Field(
+        None, description="the CA certificate(s) (PEM) that sign the probes' client "
+                          "certificates; needed unless client_certs is off")
+
+    @field_validator("min_version", mode="before")
+    @classmethod
+    def _version_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, float) else value  # YAML reads 1.2 as a number
+
+    @field_validator("client_certs", mode="before")
+    @classmethod
+    def _off(cls, value: object) -> object:
+        return "off" if value is False else value  # YAML reads a bare off as false
+
+    @field_validator("cert_file", "key_file", "client_ca_file")
+    @classmethod
+    def _relative_to_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else resolve_path(value, info)
+
+    @model_validator(mode="after")
+    def _client_ca(self) -> TlsSettings:
+        if self.client_certs != "off" and self.client_ca_file is None:
+            raise ValueError(f"client_certs: {self.client_certs} needs client_ca_file, the "
+                             "CA that signs the probes' certificates")
+        return self
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a sqlite:/// URL (None for PostgreSQL or an in-memory database)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url.removeprefix(prefix) in ("", ":memory:"):
+        return None
+    return Path(url.removeprefix(prefix).partition("?")[0])
 
 
 class DatabaseSettings(_Section):
-    url: str = Field("sqlite:///unhindered.sqlite",
-                     description="SQLAlchemy URL; a relative SQLite path is relative to "
-                                 "this file")
+    url: Annotated[str, WriteFile(path_of=sqlite_file)] = Field(
+        "sqlite:///unhindered.sqlite",
+        description="sqlite:///PATH (a relative path is relative to this file) or "
+                    "postgresql://USER@HOST/DB")
 
     @field_validator("url")
     @classmethod
@@ -90,6 +142,16 @@ class StateSettings(_Section):
     recover_m: int = Field(2, ge=1, le=100, description="good rounds in a row to recover")
     silent_intervals: float = Field(3, ge=1, le=1_000,
                                     description="unknown after this many intervals of silence")
+    probe_silent_s: float = Field(
+        20, ge=2, le=3_600,
+        description="a probe that sends heartbeats (collector.heartbeat_s, 10 s by default) "
+                    "and is not heard from for this long (no heartbeat, no batch) is silent: "
+                    "every check it runs is unknown from when it was last heard plus this. "
+                    "Two heartbeat periods: a heartbeat may come up to one period late (TCP "
+                    "resending a lost packet: 1 + 2 + 4 s) without a false alarm, and a cut "
+                    "mission is unknown within 20 s, its e-mail within 30 s "
+                    "(docs/states.md). Probes that never sent a heartbeat (older ones, SNMP) "
+                    "have only the silent_intervals rule")
 
     @model_validator(mode="after")
     def _consistent(self) -> StateSettings:
@@ -99,7 +161,8 @@ class StateSettings(_Section):
 
     def policy(self) -> Policy:
         return Policy(fail_k=self.fail_k, window_n=self.window_n, recover_m=self.recover_m,
-                      silent_intervals=self.silent_intervals)
+                      silent_intervals=self.silent_intervals,
+                      probe_silent_s=self.probe_silent_s)
 
 
 class RetentionSettings(_Section):
@@ -131,7 +194,8 @@ class AlertingSettings(_Section):
     centre_contacts: tuple[str, ...] = Field((), description="the centre's e-mail addresses")
     smtp_smarthost: str = Field("localhost:25", description="HOST:PORT of the mail relay")
     smtp_from: str = Field("unhindered@localhost", description="sender of alert e-mails")
-    smtp_require_tls: bool = True
+    smtp_require_tls: bool = Field(
+        True, description="Alertmanager sends mail to the relay only over STARTTLS")
     watchdog_url: str | None = Field(None, description="dead-man's switch webhook URL")
     status_url: str | None = Field(None, description="the status page, linked from e-mails")
     runbook_url: str = Field("docs/runbook.md in the Unhindered sources",
@@ -144,26 +208,38 @@ class AlertingSettings(_Section):
     group_wait_s: float = Field(5, ge=1, le=3_600,
                                 description="seconds Alertmanager waits before a group's "
                                             "first e-mail, so inhibitions apply first")
-    group_interval_s: float = Field(60, ge=1, le=86_400)
-    repeat_interval_s: float = Field(4 * 3_600, ge=60, le=30 * 86_400)
+    group_interval_s: float = Field(60, ge=1, le=86_400,
+                                    description="seconds between e-mails about a group "
+                                                "whose alerts changed")
+    repeat_interval_s: float = Field(4 * 3_600, ge=60, le=30 * 86_400,
+                                     description="seconds before an unchanged firing alert "
+                                                 "is e-mailed again")
 
 
 class CollectorConfig(_Section):
-    inventory: Path | None = Field(
+    inventory: Annotated[Path | None, ReadFile()] = Field(
         None, description="the mission inventory (docs/inventory.md); default: the shipped "
                           "one, the 193 Member States and 2 Observer States")
-    checks_file: Path | None = Field(
+    checks_file: Annotated[Path | None, ReadFile()] = Field(
         None, description="the central check lists probes fetch (see docs/central-checks.md)")
-    listen: ListenSettings = ListenSettings()
-    states: StateSettings = StateSettings()
-    retention: RetentionSettings = RetentionSettings()
-    report: ReportSettings = ReportSettings()
-    database: DatabaseSettings = DatabaseSettings()
-    ingest: IngestSettings = IngestSettings()
-    limits: LimitsSettings = LimitsSettings()
-    logging: LoggingSettings = LoggingSettings()
-    alerting: AlertingSettings = AlertingSettings()
-    snmp: SnmpSettings = SnmpSettings()
+    listen: ListenSettings = Field(ListenSettings(), description="the HTTP listener")
+    tls: TlsSettings | None = Field(None, description="HTTPS on the listener (beside listen, "
+                                                      "so --listen keeps it); unset: plain "
+                                                      "HTTP")
+    states: StateSettings = Field(StateSettings(), description="state hysteresis")
+    retention: RetentionSettings = Field(RetentionSettings(),
+                                         description="how long results are kept")
+    report: ReportSettings = Field(ReportSettings(), description="uptime reports")
+    database: DatabaseSettings = Field(DatabaseSettings(), description="where results live")
+    ingest: IngestSettings = Field(IngestSettings(), description="what a batch may hold")
+    limits: LimitsSettings = Field(LimitsSettings(),
+                                   description="what a client may cost the collector")
+    logging: LoggingSettings = Field(LoggingSettings(), description="log format and level")
+    alerting: AlertingSettings = Field(AlertingSettings(),
+                                       description="Alertmanager and alert e-mails")
+    snmp: SnmpSettings = Field(SnmpSettings(), description="SNMP receiver and pollers "
+                                                           "(docs/snmp-collector.md); off "
+                                                           "unless set")
 
 
     @field_validator("checks_file", "inventory")
@@ -176,5 +252,6 @@ class CollectorConfig(_Section):
         return default_inventory() if self.inventory is None else load_inventory(self.inventory)
 
 
-def load(path: Path) -> CollectorConfig:
-    return load_model(path, CollectorConfig)
+def load(path: Path, overrides: dict | None = None) -> CollectorConfig:
+    """`overrides`: sections the command line replaces (--database, --listen)."""
+    return load_model(path, CollectorConfig, overrides=overrides)

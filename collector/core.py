@@ -30,7 +30,9 @@ from unhindered.measurement import Batch, RejectReason
 
 log = logging.getLogger(__name__)
 
-SILENCE_CHECK_S = 2.0
+# How often silence is looked for: part of the time from a cut to its alert
+# (docs/benchmarks.md, "Alerts: cut to e-mail").
+SILENCE_CHECK_S = 1.0
 ROLLUP_PERIOD_S = 30.0
 PRUNE_PERIOD_S = 3_600.0
 
@@ -63,10 +65,13 @@ class Collector:
     async def in_db(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.db_thread, fn, *args)
 
-    async def store_results(self, batch: Batch) -> Stored:
+    async def store_results(self, batch: Batch, version: str | None = None) -> Stored:
         """Stores a batch's new results (those whose (probe, outbox, seq) is not stored
-        yet) and folds them into the states: HTTP pushes and SNMP polls both come here."""
-        stored = await self.in_db(self.store.store_batch, batch, time.time())
+        yet) and folds them into the states: HTTP pushes and SNMP polls both come here.
+        `version`: the probe's, when the way in tells it."""
+        received = time.time()
+        stored = await self.in_db(self.store.store_batch, batch, received, version)
+        await self.in_db(self.timelines.hear, batch.probe_id, received)
         new, duplicates = stored.new, stored.duplicates
         # Acknowledged from here on: the results are committed. States follow from them.
         for m in new:
@@ -91,6 +96,13 @@ class Collector:
             self.metrics.ingest_rejected.labels(reason=RejectReason.STORE_REFUSED).inc(
                 len(stored.refused))
         return stored
+
+    async def heartbeat(self, probe_id: str, mission: str, backlog: int) -> None:
+        """A probe's heartbeat (POST /api/v1/heartbeat): it is alive and reaches us, so
+        its checks are not silent yet; from now on, its silence is (docs/states.md)."""
+        await self.in_db(self.timelines.hear, probe_id, time.time(), True)
+        log.debug("heartbeat from probe %s (%s), %d results queued", probe_id, mission,
+                  backlog)
 
     async def _every(self, period: float, what: str, job) -> None:
         """Runs job() on the database thread every `period` seconds, for ever."""

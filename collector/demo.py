@@ -1,5 +1,7 @@
 """The demo: a collector on SQLite and three probes, all on loopback, measuring local
-responders that the demo starts itself. Nothing here contacts any other address."""
+responders that the demo starts itself, the probes pushing over HTTPS to the collector,
+whose certificate a throwaway CA in the working directory signs. Nothing here contacts any
+other address."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import asyncio
 import contextlib
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -18,6 +21,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.store.database import Store
+from collector.tls_certs import make_authority
 
 # Missions and what each one's probe measures. The closed port shows a refused check.
 MISSIONS = {"FRA": "127.0.0.11", "KEN": "127.0.0.12", "BRA": "127.0.0.13"}
@@ -51,6 +55,18 @@ def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen:
         return subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT)
 
 
+def _tls(directory: Path) -> Path:
+    """The collector's config: its certificate, from a CA made for the demo (once: a
+    directory used again keeps them). The CA's key stays beside it, for nothing else."""
+    if not (directory / "collector.pem").exists():
+        ca = make_authority(directory, "Unhindered demo CA")
+        ca.issue(directory, "collector", ["127.0.0.1", "localhost"])
+    path = directory / "collector.yaml"
+    path.write_text(yaml.safe_dump({"tls": {"cert_file": "collector.pem",
+                                            "key_file": "collector.key"}}))
+    return path
+
+
 def _probe_config(directory: Path, mission: str, host: str, port: int, collector: str,
                   icmp: bool) -> Path:
     probe_id = f"{mission.lower()}-demo"
@@ -67,7 +83,7 @@ def _probe_config(directory: Path, mission: str, host: str, port: int, collector
         "mission": mission,
         "outbox": f"{probe_id}-outbox.sqlite",
         "collector": {"urls": [collector], "token_file": f"{probe_id}.token",
-                      "batch_max_age_s": 2},
+                      "ca_file": "ca.pem", "batch_max_age_s": 2},
         "checks": checks,
         # The demo's probes run on this machine: their gateway and resolver are real
         # ones, which the demo must never contact.
@@ -78,9 +94,11 @@ def _probe_config(directory: Path, mission: str, host: str, port: int, collector
     return path
 
 
-def _summary(metrics_url: str) -> str:
+def _summary(metrics_url: str, ca_file: Path) -> str:
     try:
-        with urllib.request.urlopen(metrics_url, timeout=5) as response:
+        with urllib.request.urlopen(metrics_url, timeout=5,
+                                    context=ssl.create_default_context(cafile=ca_file)
+                                    ) as response:
             text = response.read().decode()
     except OSError as exc:
         return f"  (collector not answering: {exc})"
@@ -113,27 +131,32 @@ async def _demo(directory: Path | None, port: int, seconds: float) -> int:
     store = Store(database)
     store.migrate()
     icmp = _icmp_allowed()
-    base_url = f"http://127.0.0.1:{port}"
+    base_url = f"https://127.0.0.1:{port}"
+    collector_config = _tls(workdir)
     servers = [await _responder(host) for host in MISSIONS.values()]
     processes: list[subprocess.Popen] = []
     python = sys.executable
     try:
         processes.append(_spawn(
-            [python, "-m", "collector.cli", "--database", database, "serve",
+            [python, "-m", "collector.cli", "-c", str(collector_config), "--database",
+             database, "serve",
              "--listen", f"127.0.0.1:{port}"], workdir / "collector.log"))
         registered = {p.probe_id for p in store.list_probes()}
         for (mission, host), server in zip(MISSIONS.items(), servers, strict=True):
             probe_id = f"{mission.lower()}-demo"
             if probe_id not in registered:
                 token = store.add_probe(probe_id, mission)
-                (workdir / f"{probe_id}.token").write_text(token + "\n")
+                token_file = workdir / f"{probe_id}.token"
+                token_file.write_text(token + "\n")
+                token_file.chmod(0o600)  # the probe refuses a credential others may read
             config = _probe_config(workdir, mission, host, server.sockets[0].getsockname()[1],
                                    base_url, icmp)
             processes.append(_spawn([python, "-m", "probes", "run", "-c", str(config)],
                                     workdir / f"{probe_id}.log"))
         store.close()
-        print(f"Unhindered demo: collector and {len(MISSIONS)} probes on loopback, files in "
-              f"{workdir}")
+        print(f"Unhindered demo: collector and {len(MISSIONS)} probes on loopback over HTTPS, "
+              f"files in {workdir}")
+        print(f"  CA:       {workdir / 'ca.pem'} (e.g. curl --cacert {workdir / 'ca.pem'})")
         print(f"  status:   {base_url}/status")
         print(f"  metrics:  {base_url}/metrics")
         print(f"  health:   {base_url}/healthz")
@@ -154,7 +177,8 @@ async def _demo(directory: Path | None, port: int, seconds: float) -> int:
                     print(f"a demo process exited ({p.args}); see the logs in {workdir}",
                           file=sys.stderr)
                     return 1
-            summary = await loop.run_in_executor(None, _summary, f"{base_url}/metrics")
+            summary = await loop.run_in_executor(None, _summary, f"{base_url}/metrics",
+                                                 workdir / "ca.pem")
             print(f"after {time.monotonic() - started:.0f} s:\n{summary}", flush=True)
             if seconds and time.monotonic() - started >= seconds:
                 break

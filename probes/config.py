@@ -20,7 +20,7 @@ from probes.central import CentralSettings
 from probes.local import GATEWAY_CHECK_ID, RESOLVER_CHECK_ID, LocalSettings
 from unhindered.checks import CheckConfig
 from unhindered.checks.icmp import IcmpSettings
-from unhindered.configfile import load_model, resolve_path
+from unhindered.configfile import ReadFile, WriteFile, load_model, resolve_path
 from unhindered.logsetup import LoggingSettings
 from unhindered.measurement import Identifier, MissionCode
 from unhindered.snmp.settings import SnmpSettings
@@ -34,16 +34,56 @@ class CollectorSettings(_Section):
     urls: Annotated[list[AnyHttpUrl], Field(min_length=1)] = Field(
         description="collector base URLs, tried in order"
     )
-    token: SecretStr | None = Field(None, description="the probe's credential")
-    token_file: Path | None = Field(None, description="file holding the credential")
+    token: SecretStr | None = Field(
+        None, description="the probe's credential; set this or token_file")
+    # Read when it exists; written once, at enrollment, when it does not yet.
+    token_file: Annotated[Path | None, ReadFile(secret=True, unless_written_by=(
+        "enrollment_token", "enrollment_token_file"))] = Field(
+        None, description="file holding the probe's credential; the credential obtained "
+                          "at enrollment is saved there")
     enrollment_token: SecretStr | None = Field(
-        None, description="one-time token traded for the credential at first start")
-    enrollment_token_file: Path | None = Field(None, description="file holding it")
-    batch_max_size: int = Field(500, ge=1, le=5_000)
-    batch_max_age_s: float = Field(5.0, ge=0, le=3_600)
-    timeout_s: float = Field(10.0, gt=0, le=300)
-    backoff_initial_s: float = Field(1.0, gt=0, le=600)
-    backoff_max_s: float = Field(60.0, gt=0, le=3_600)
+        None, description="one-time token printed by `unhindered-collector probes add`, "
+                          "traded for the credential at first start")
+    enrollment_token_file: Annotated[Path | None, ReadFile(
+        secret=True, needed_until="token_file")] = Field(
+        None, description="file holding the enrollment token, instead of enrollment_token")
+    batch_max_size: int = Field(500, ge=1, le=5_000, description="results per request")
+    batch_max_age_s: float = Field(
+        10.0, ge=0, le=3_600,
+        description="longest a result waits before being sent; a confirmed change of a "
+                    "check's outcome is sent at once")
+    timeout_s: float = Field(10.0, gt=0, le=300, description="per request, in seconds")
+    backoff_initial_s: float = Field(
+        1.0, gt=0, le=600, description="retry delay after every URL failed; it doubles "
+                                       "after each failed attempt, with full jitter")
+    backoff_max_s: float = Field(60.0, gt=0, le=3_600,
+                                 description="the retry delay at most")
+    heartbeat_s: float = Field(
+        10.0, ge=1, le=600,
+        description="when nothing else was sent to the collector for this long, a heartbeat "
+                    "of a few bytes is (POST /api/v1/heartbeat, docs/protocol.md): the "
+                    "collector counts a probe it hears nothing from for its "
+                    "states.probe_silent_s (20 s) as silent, so keep this at most half "
+                    "of that; about 360 requests an hour when idle, 0.2 MB/h")
+    ca_file: Annotated[Path | None, ReadFile()] = Field(
+        None, description="CA certificate(s) (PEM) that an https:// collector's certificate "
+                          "must be signed by; unset: the system's CA store")
+    client_cert_file: Annotated[Path | None, ReadFile()] = Field(
+        None, description="the probe's client certificate (PEM), for a collector that asks "
+                          "for one (mutual TLS); set with client_key_file")
+    client_key_file: Annotated[Path | None, ReadFile(secret=True)] = Field(
+        None, description="the client certificate's private key (PEM, unencrypted, mode 0600)")
+
+    @field_validator("ca_file", "client_cert_file", "client_key_file")
+    @classmethod
+    def _tls_relative_to_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else resolve_path(value, info)
+
+    @model_validator(mode="after")
+    def _client_pair(self) -> CollectorSettings:
+        if (self.client_cert_file is None) != (self.client_key_file is None):
+            raise ValueError("set both client_cert_file and client_key_file, or neither")
+        return self
 
     @field_validator("token_file", "enrollment_token_file")
     @classmethod
@@ -100,21 +140,29 @@ class MetricsSettings(_Section):
 
 
 class ProbeConfig(_Section):
-    probe_id: Identifier
-    mission: MissionCode
-    outbox: Path = Field(description="SQLite file holding results until acknowledged")
+    probe_id: Identifier = Field(
+        description="the probe's id, as registered with `unhindered-collector probes add`")
+    mission: MissionCode = Field(description="the mission's code, as registered")
+    outbox: Annotated[Path, WriteFile()] = Field(
+        description="SQLite file holding results until the collector acknowledged them")
     # About 0.6 KiB a result (ICMP, TCP; HTTP more): 256 MiB hold two weeks of 10 checks
     # every 30 s. When full (or the disk is), the oldest are dropped, counted (docs/probe.md).
     outbox_max_mib: int = Field(256, ge=1, le=1024 * 1024,
                                 description="bound on the outbox file, in MiB")
-    collector: CollectorSettings
-    checks: list[CheckConfig] = Field(default_factory=list)
-    central: CentralSettings = CentralSettings()
-    icmp: IcmpSettings = IcmpSettings()
-    local: LocalSettings = LocalSettings()
-    metrics: MetricsSettings | None = None
-    logging: LoggingSettings = LoggingSettings()
-    snmp: SnmpSettings | None = None  # the SNMP agent and notifications (docs/snmp.md)
+    collector: CollectorSettings = Field(description="where and how results are sent")
+    checks: list[CheckConfig] = Field(
+        default_factory=list, description="what to measure (docs/probe.md)")
+    central: CentralSettings = Field(
+        CentralSettings(), description="check lists the collector hands out")
+    icmp: IcmpSettings = Field(IcmpSettings(), description="the ICMP engine")
+    local: LocalSettings = Field(
+        LocalSettings(), description="the mission's own gateway and resolver, measured so "
+                                     "that their faults are not blamed on targets")
+    metrics: MetricsSettings | None = Field(
+        None, description="the probe's own /metrics; off unless set")
+    logging: LoggingSettings = Field(LoggingSettings(), description="log format and level")
+    snmp: SnmpSettings | None = Field(
+        None, description="the SNMP agent and notifications (docs/snmp.md); off unless set")
 
     @field_validator("outbox")
     @classmethod

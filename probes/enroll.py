@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from probes.config import ProbeConfig
+from probes.tls import client_context
 from probes.transport import Transport, TransportError
 
 log = logging.getLogger(__name__)
@@ -86,9 +87,12 @@ async def credential(config: ProbeConfig) -> str:
     if enrollment is None:
         raise EnrollmentFailed(f"{settings.token_file} does not exist and no enrollment token "
                                "is configured (collector.enrollment_token)")
+    # A POST is never resent after a failure (Transport): the token works only once.
+    # OSError for an unusable TLS file, before anything is written or spent.
+    tls = client_context(settings)
     saved = _CredentialFile(settings.token_file)  # EnrollmentFailed before the token is spent
     backoff = settings.backoff_initial_s
-    transport = Transport(settings.timeout_s)
+    transport = Transport(settings.timeout_s, tls)
     try:
         while True:
             for url in settings.urls:

@@ -34,7 +34,8 @@ class LocalSettings(BaseModel):
     gateway: str = Field("auto", description="auto, none, or the gateway's IP address")
     resolver: str = Field("auto", description="auto, none, or the resolver's IP address")
     resolver_name: str = Field(".", description="name asked of the resolver (NS record)")
-    interval_s: float = Field(30, ge=1, le=3_600)
+    interval_s: float = Field(30, ge=1, le=3_600,
+                              description="seconds between rounds of the local checks")
 
     @field_validator("gateway", "resolver")
     @classmethod

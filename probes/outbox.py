@@ -2,6 +2,11 @@
 committed to disk, before anything is sent; rows leave only when the collector has
 acknowledged their seq (the RIPE Atlas spool idea, with sequence numbers).
 
+Results recorded while a commit is under way, in the same pass of the event loop, or
+within `gather_s` of the first of them, are committed together, in one transaction and
+one fsync; each append still returns only once its own row is committed, and the reporter
+reads only committed rows.
+
 It is bounded: when its file reaches `max_bytes`, or the disk is full, the oldest results
 make way for the new ones, and every result dropped or not stored is counted (`dropped`,
 reported to the collector with each batch). A full disk never raises into the round loop.
@@ -16,6 +21,7 @@ import os
 import sqlite3
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,12 +74,14 @@ def _full(exc: sqlite3.Error) -> bool:
 
 class Outbox:
     """SQLite in WAL mode with synchronous=FULL: a row that append() returned survives a
-    crash or power loss. All access goes through one worker thread, in call order."""
+    crash or power loss. All access goes through one worker thread, in call order; the
+    figures the reporter asks for after every result (`pending`) are kept in memory."""
 
     def __init__(self, path: Path, max_bytes: int = DEFAULT_MAX_BYTES,
-                 reserve_bytes: int = RESERVE_BYTES) -> None:
+                 reserve_bytes: int = RESERVE_BYTES, gather_s: float = 0.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._gather_s = gather_s
         self._reserve = path.with_name(path.name + ".reserve")
         self._reserve_bytes = reserve_bytes
         self._reserve_kept = self._keep_reserve()
@@ -87,6 +95,8 @@ class Outbox:
                 self._db = self._connect()
             except sqlite3.Error as exc:  # the probe cannot start: say which file
                 raise sqlite3.OperationalError(f"outbox {path}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:  # not an SQLite file (or a damaged one)
+            raise sqlite3.DatabaseError(f"outbox {path}: {exc}") from exc
         self._page_size: int = self._pragma("page_size")
         self._max_pages = max(1, max_bytes // self._page_size)
         # Checkpoint often enough that what the WAL may have to add to the file when the
@@ -104,6 +114,13 @@ class Outbox:
         self.disk_full = False
         self._recovery_tried = 0.0
         self._warned = 0.0
+        # (depth, oldest queued_at) of the rows not yet acknowledged: written on the worker
+        # thread after each change, read on the event loop's as one tuple.
+        self._pending = self._count_pending()
+        # Appends waiting for the next commit, and whether a commit is under way (both
+        # touched on the event loop's thread only).
+        self._queued: list[tuple[AnyMeasurement, asyncio.Future[int | None]]] = []
+        self._committing = False
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="outbox")
 
     def _connect(self) -> sqlite3.Connection:
@@ -127,6 +144,12 @@ class Outbox:
 
     def _pragma(self, text: str) -> int:
         return self._db.execute(f"PRAGMA {text}").fetchone()[0]
+
+    def _count_pending(self) -> tuple[int, float | None]:
+        depth, oldest = self._db.execute(
+            "SELECT count(*), min(queued_at) FROM outbox WHERE seq > ?",
+            (self._acked,)).fetchone()
+        return depth, oldest
 
     async def _call(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
@@ -223,6 +246,7 @@ class Outbox:
             self._save_dropped(self.dropped + dropped)
         self.dropped += dropped
         self._dropped_saved = self.dropped
+        self._pending = self._count_pending()
         if dropped:
             self._warn(f"outbox {self.path} is full: dropped its oldest {dropped} results; "
                        f"{self.dropped} dropped in all")
@@ -244,17 +268,27 @@ class Outbox:
     def append_sync(self, measurement: AnyMeasurement) -> int | None:
         """Stores the result and returns its seq; None when it could not be stored (it is
         then counted in `dropped`). Never raises a database error into the round loop."""
-        body = encode_result(measurement)
+        return self.append_many_sync([measurement])[0]
+
+    def append_many_sync(self, measurements: Sequence[AnyMeasurement]) -> list[int | None]:
+        """Stores the results in one transaction and returns their seqs, in order; all
+        None when they could not be stored (then counted in `dropped`). Never raises a
+        database error into the round loop."""
+        bodies = [encode_result(m) for m in measurements]
         self._recover()
         error: sqlite3.Error | None = None
         for attempt in range(3):
             try:
+                queued_at = time.time()
                 with self._db:
-                    cursor = self._db.execute(
+                    self._db.execute("BEGIN IMMEDIATE")
+                    seqs: list[int | None] = [self._db.execute(
                         "INSERT INTO outbox (body, queued_at) VALUES (?, ?)",
-                        (body, time.time()))
-                assert cursor.lastrowid is not None
-                return cursor.lastrowid
+                        (body, queued_at)).lastrowid for body in bodies]
+                depth, oldest = self._pending
+                self._pending = (depth + len(seqs),
+                                 queued_at if oldest is None else oldest)
+                return seqs
             except sqlite3.Error as exc:
                 error = exc
                 if not _full(exc) or attempt == 2:
@@ -270,10 +304,11 @@ class Outbox:
                 self._drop_oldest()
             except sqlite3.Error as exc:
                 error = exc
-        self.dropped += 1
-        self._warn(f"outbox {self.path}: a result could not be stored ({error}); "
+        self.dropped += len(bodies)
+        what = "a result" if len(bodies) == 1 else f"{len(bodies)} results"
+        self._warn(f"outbox {self.path}: {what} could not be stored ({error}); "
                    f"{self.dropped} dropped in all")
-        return None
+        return [None] * len(bodies)
 
     def peek_sync(self, limit: int) -> list[tuple[int, str]]:
         """The oldest rows not yet acknowledged, each as (seq, measurement JSON with its
@@ -299,6 +334,7 @@ class Outbox:
                     self._db.execute(_SET_META, ("last_ack_at", repr(self._last_ack_at)))
                     self._save_dropped(self.dropped)
                 self._dropped_saved = self.dropped
+                self._pending = self._count_pending()
                 return deleted
             except sqlite3.Error as exc:
                 if attempt == 1 and _full(exc):
@@ -306,15 +342,13 @@ class Outbox:
                     continue
                 self._warn(f"outbox {self.path}: acknowledged rows (through seq "
                            f"{self._acked}) cannot be deleted yet ({exc})")
+        with contextlib.suppress(sqlite3.Error):  # they are no longer pending all the same
+            self._pending = self._count_pending()
         return 0
 
     def pending_sync(self) -> tuple[int, float | None]:
-        """How many results wait, and when the oldest was queued: one cheap query, for the
-        reporter, which asks after every new result."""
-        depth, oldest = self._db.execute(
-            "SELECT count(*), min(queued_at) FROM outbox WHERE seq > ?",
-            (self._acked,)).fetchone()
-        return depth, oldest
+        """How many results wait, and when the oldest was queued."""
+        return self._pending
 
     def stats_sync(self) -> OutboxStats:
         depth, oldest = self.pending_sync()
@@ -334,7 +368,54 @@ class Outbox:
     # --- the asynchronous interface the probe uses ---
 
     async def append(self, measurement: AnyMeasurement) -> int | None:
-        return await self._call(self.append_sync, measurement)
+        """Stores the result, committed with the others recorded meanwhile; returns its
+        seq once its row is on disk (None: not stored, and counted in `dropped`)."""
+        loop = asyncio.get_running_loop()
+        stored: asyncio.Future[int | None] = loop.create_future()
+        self._queued.append((measurement, stored))
+        if len(self._queued) == 1 and not self._committing:
+            # Not at once: the other rounds that end in this pass of the loop, or within
+            # gather_s, join it.
+            if self._gather_s > 0:
+                loop.call_later(self._gather_s, self._commit_queued, loop)
+            else:
+                loop.call_soon(self._commit_queued, loop)
+        return await stored
+
+    def _commit_queued(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the event loop: hands the queued results to the worker as one commit; the
+        results recorded until it is done wait for the next one."""
+        if self._committing or not self._queued:
+            return
+        queued, self._queued = self._queued, []
+        self._committing = True
+        try:
+            self._worker.submit(self._commit_on_worker, queued, loop)
+        except RuntimeError as exc:  # appended after close(): say so, do not hang the round
+            self._committed(queued, exc, loop)
+
+    def _commit_on_worker(self, queued: list[tuple[AnyMeasurement, asyncio.Future]],
+                          loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            outcome: list[int | None] | BaseException = self.append_many_sync(
+                [m for m, _ in queued])
+        except BaseException as exc:  # a bug: tell the rounds waiting, do not hang them
+            outcome = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            loop.call_soon_threadsafe(self._committed, queued, outcome, loop)
+
+    def _committed(self, queued: list[tuple[AnyMeasurement, asyncio.Future]],
+                   outcome: list[int | None] | BaseException,
+                   loop: asyncio.AbstractEventLoop) -> None:
+        self._committing = False
+        for i, (_m, stored) in enumerate(queued):
+            if stored.done():  # its round was cancelled; the row is stored all the same
+                continue
+            if isinstance(outcome, BaseException):
+                stored.set_exception(outcome)
+            else:
+                stored.set_result(outcome[i])
+        self._commit_queued(loop)
 
     async def peek(self, limit: int) -> list[tuple[int, str]]:
         return await self._call(self.peek_sync, limit)
@@ -343,11 +424,18 @@ class Outbox:
         return await self._call(self.ack_sync, through)
 
     async def pending(self) -> tuple[int, float | None]:
-        return await self._call(self.pending_sync)
+        """Committed results not yet acknowledged, and when the oldest was queued: asked
+        after every result, so answered from memory, without a trip to the worker."""
+        return self._pending
 
     async def stats(self) -> OutboxStats:
         return await self._call(self.stats_sync)
 
     def close(self) -> None:
+        """Stores what is still queued (the rounds that recorded it may have been cancelled
+        by the stop), then closes the file."""
+        queued, self._queued = self._queued, []
+        if queued:
+            self._worker.submit(self.append_many_sync, [m for m, _ in queued])
         self._worker.shutdown(wait=True)
         self._db.close()

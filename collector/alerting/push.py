@@ -31,7 +31,13 @@ mission's checks do not count towards a fleet-wide outage either.
 
 Firing alerts are posted again every `resend_s` with an end 3 periods ahead, so they
 lapse by themselves if the collector dies (CollectorDown then pages); a recovery posts
-the alert with its end set to now, which resolves it. Posting runs on its own thread:
+the alert with its end set to now, which resolves it. A new alert is also posted again at
+every re-check (every second) for its first FRESH_S: Prometheus goes on sending the
+resolved copy of an earlier alert with the same labels for 15 minutes, every minute, and
+Alertmanager takes a resolved alert that does not overlap the firing one in time as
+replacing it; lost that way before its first e-mail, a new outage would wait for the next
+resend, or for the rules' own `for:` (measured: 47 and 68 s instead of 20-25 s from the
+cut, docs/benchmarks.md). Posting runs on its own thread:
 the state machine never waits for Alertmanager.
 """
 
@@ -63,6 +69,9 @@ FLEET_KEEP_S = 60.0
 CATCHUP_IDLE_S = 30.0
 # ... or when it has lasted this long (a backlog that never drains).
 CATCHUP_MAX_S = 600.0
+# A new alert is posted again at every re-check for this long: past Alertmanager's
+# group_wait (5 s as shipped) and its first e-mail, with room for a slow one.
+FRESH_S = 20.0
 
 Key = tuple[tuple[str, str], ...]
 CheckStates = Callable[[], Iterable[tuple[str, str, str, str]]]
@@ -150,6 +159,7 @@ class AlertPusher:
         self._fleet: dict[tuple[str, str], tuple[int, float]] = {}
         self._wanted: dict[Key, dict[str, Any]] = {}  # mission alerts that should fire
         self._posted: dict[Key, dict[str, Any]] = {}  # and those posted as firing
+        self._first_posted: dict[Key, float] = {}  # when each of those was first posted
         self._lock = threading.Lock()
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="alert-push", daemon=True)
@@ -241,6 +251,11 @@ class AlertPusher:
                      if k not in wanted]
             started = [self._with_end(a) for k, a in wanted.items()
                        if self._posted.get(k) != a]
+            self._first_posted = {k: self._first_posted.get(k, now) for k in wanted}
+            # Fresh alerts again, lest a stale resolved copy replace them (above).
+            started += [self._with_end(a) for k, a in wanted.items()
+                        if self._posted.get(k) == a
+                        and now - self._first_posted[k] < FRESH_S]
             self._posted = wanted
         # The fleet-wide alerts first, so Alertmanager knows them before the rest.
         started.sort(key=lambda a: a["labels"]["alertname"] != "TargetDownFleetWide")

@@ -58,7 +58,8 @@ class CentralChecks:
         if mtime == self._mtime:
             return
         try:
-            self._file = load_model(self.path, CentralChecksFile)
+            # Not check_files: a check's ca_file is a path on the probes, not here.
+            self._file = load_model(self.path, CentralChecksFile, check_files=False)
         except ConfigError as exc:
             if self._mtime is None:
                 raise

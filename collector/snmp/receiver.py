@@ -45,6 +45,7 @@ from unhindered.measurement import (
     Target,
 )
 from unhindered.states import State
+from unhindered.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +254,7 @@ class Receiver:
         if change.changed_at.timestamp() > time.time() + self.max_future_s:
             self.drops["malformed"] += 1
             log.warning("dropped %s from %s: its time %s is in the future (check the "
-                        "probe's clock)", name, source, change.changed_at.isoformat())
+                        "probe's clock)", name, source, iso_utc(change.changed_at))
             return
         if change.probe_id != probe_id:
             self.drops["unknown_probe"] += 1

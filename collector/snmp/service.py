@@ -22,6 +22,7 @@ from collector.snmp.settings import SnmpSettings
 from collector.snmp.walk import Peer
 from unhindered.measurement import RejectReason
 from unhindered.snmp.udp import bind_socket
+from unhindered.timefmt import iso_utc
 
 if TYPE_CHECKING:  # the Collector imports this module when SNMP is configured
     from collector.core import Collector
@@ -108,7 +109,7 @@ class SnmpService:
             self.exporter.received[n.name] += 1
             if not isinstance(n.change, CheckChange):
                 log.info("probe %s of %s: %s (access %s since %s)", n.probe_id, n.mission,
-                         n.name, n.change.state.value, n.changed_at.isoformat())
+                         n.name, n.change.state.value, iso_utc(n.changed_at))
                 return
             await self._apply_check(n, n.change)
         except Exception:
@@ -127,4 +128,4 @@ class SnmpService:
             timelines.confirm, n.mission, check_id, group, n.changed_at.timestamp(),
             state, cause)
         log.info("probe %s of %s: %s %s -> %s at %s%s", n.probe_id, n.mission, n.name,
-                 check_id, state, n.changed_at.isoformat(), "" if changed else " (no change)")
+                 check_id, state, iso_utc(n.changed_at), "" if changed else " (no change)")

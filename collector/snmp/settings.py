@@ -24,8 +24,9 @@ class Credentials(_Section):
     """Exactly one of `community` (SNMPv2c) or `user` (SNMPv3 authPriv, HMAC-SHA-256 and
     AES-128: the same user settings as the probe's, keys inline or in files)."""
 
-    community: Community | None = None
-    user: SnmpUser | None = None
+    community: Community | None = Field(
+        None, description="SNMPv2c community (not public, private or empty); or user")
+    user: SnmpUser | None = Field(None, description="SNMPv3 user (authPriv); or community")
 
     @model_validator(mode="after")
     def _one_of(self) -> Credentials:
@@ -40,7 +41,7 @@ class TrapSender(Credentials):
     """Notifications signed with these credentials come from this probe (registered with
     `probes add`); any other probe id or mission in them is dropped."""
 
-    probe_id: Identifier
+    probe_id: Identifier = Field(description="the probe these notifications come from")
 
 
 def _ip(value: str) -> str:
@@ -57,8 +58,9 @@ IpAddress = Annotated[str, AfterValidator(_ip)]
 
 class ReceiverSettings(_Section):
     host: IpAddress = Field("127.0.0.1", description="address to receive notifications on")
-    port: int = Field(162, ge=1, le=65_535)
-    senders: tuple[TrapSender, ...] = ()
+    port: int = Field(162, ge=1, le=65_535, description="UDP port to receive on")
+    senders: tuple[TrapSender, ...] = Field(
+        (), description="the probes allowed to notify, each with its own credentials")
 
     @model_validator(mode="after")
     def _distinct(self) -> ReceiverSettings:
@@ -74,16 +76,16 @@ class ReceiverSettings(_Section):
 class Agent(Credentials):
     """Something to poll: a probe's agent or a mission's router."""
 
-    mission: MissionCode
-    address: IpAddress
-    port: int = Field(161, ge=1, le=65_535)
-    interval_s: float = Field(30, ge=1, le=86_400)
-    timeout_s: float = Field(2, gt=0, le=60)
-    retries: int = Field(1, ge=0, le=10)
+    mission: MissionCode = Field(description="the mission it belongs to")
+    address: IpAddress = Field(description="its IP address (no host names)")
+    port: int = Field(161, ge=1, le=65_535, description="its agent's UDP port")
+    interval_s: float = Field(30, ge=1, le=86_400, description="seconds between polls")
+    timeout_s: float = Field(2, gt=0, le=60, description="wait for each answer")
+    retries: int = Field(1, ge=0, le=10, description="re-sends of an unanswered request")
 
 
 class ProbeAgent(Agent):
-    probe_id: Identifier
+    probe_id: Identifier = Field(description="the probe's id, as registered")
 
 
 class Router(Agent):
@@ -93,9 +95,11 @@ class Router(Agent):
 
 
 class SnmpSettings(_Section):
-    receiver: ReceiverSettings | None = None
-    probes: tuple[ProbeAgent, ...] = ()
-    routers: tuple[Router, ...] = ()
+    receiver: ReceiverSettings | None = Field(
+        None, description="receive the probes' notifications; off unless set")
+    probes: tuple[ProbeAgent, ...] = Field((), description="probe agents to poll")
+    routers: tuple[Router, ...] = Field(
+        (), description="mission routers whose IF-MIB is polled, for the dashboards")
 
     @property
     def enabled(self) -> bool:

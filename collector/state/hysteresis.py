@@ -15,6 +15,9 @@ rewrite history exactly.
 - `unknown` when no round came for `silent_intervals` times the check's interval; the
   unknown period starts at the last round plus that allowance. Live, it is decided only
   once the collector has also listened for the allowance (`silence`'s `heard_since`).
+  Live too, a check whose probe sends heartbeats is unknown sooner when the probe itself
+  falls silent: from when it was last heard plus `probe_silent_s` (`silence`'s
+  `probe_heard`). Replays have rounds only, so only the first rule.
   The first round after unknown sets the state directly (one round is the only evidence
   there is).
 - `retired` when the probe no longer runs the check (`retire`): never silent; a round
@@ -39,6 +42,7 @@ class Policy:
     window_n: int = 5
     recover_m: int = 2
     silent_intervals: float = 3.0
+    probe_silent_s: float | None = 20.0  # unknown when the check's probe is not heard this long
     loss_pct: float | None = None  # a round over this loss is poor
     rtt_ms: float | None = None  # a round over this median RTT / connect time is poor
 
@@ -75,6 +79,9 @@ class Machine:
     last_time: float | None = None
     interval_s: float = DEFAULT_INTERVAL_S
     window: deque[str] = field(default_factory=deque)
+    # Unknown because its probe fell silent (`silence`'s probe_heard): a live guess, which
+    # the check's next rounds replace (Timelines.apply replays from its start).
+    probe_silent: bool = False
 
     def classify(self, r: Round) -> str:
         if not r.ok:
@@ -92,16 +99,37 @@ class Machine:
             return None
         return self.last_time + self.policy.silent_intervals * self.interval_s
 
-    def silence(self, now: float, heard_since: float | None = None) -> Transition | None:
+    def silence(self, now: float, heard_since: float | None = None,
+                probe_heard: float | None = None) -> Transition | None:
         """Unknown from the newest round plus the allowance, once `now` is past it.
 
         `heard_since` is when the collector began to listen (its start): its own downtime
         is not the mission's silence, so the allowance must also have passed since then
         before silence is decided (the probe may still be sending what it queued). The
         unknown period still begins where the rounds stopped: nothing came from then on.
-        Replays leave it out: between two stored rounds only their times count."""
+        Replays leave it out: between two stored rounds only their times count.
+
+        `probe_heard` is when the collector last heard the check's probe (a batch or a
+        heartbeat), given only for a probe that sends heartbeats: nothing heard from it for
+        `probe_silent_s` is silence too, from that time plus the allowance (never before
+        the newest round), as its rounds cannot arrive either. Being heard never delays
+        the rule above: a check whose rounds stop while its probe's heartbeats come is
+        still silent after its allowance."""
         deadline = self.silence_deadline()
-        if deadline is None or now <= deadline:
+        if deadline is None:
+            return None
+        probe_silent_s = self.policy.probe_silent_s
+        if probe_heard is not None and probe_silent_s is not None:
+            assert self.last_time is not None  # a silence deadline needs a round
+            probe_deadline = max(probe_heard + probe_silent_s, self.last_time)
+            if probe_deadline < deadline and now > probe_deadline:
+                self.window.clear()
+                transition = self._go(probe_deadline, "unknown",
+                                      f"nothing heard from the probe for {probe_silent_s:g} s "
+                                      "(no heartbeat, no results)")
+                self.probe_silent = True
+                return transition
+        if now <= deadline:
             return None
         allowance = self.policy.silent_intervals * self.interval_s
         if heard_since is not None and now <= heard_since + allowance:
@@ -147,7 +175,7 @@ class Machine:
         return transitions
 
     def _go(self, time: float, state: str, cause: str) -> Transition:
-        self.state, self.since = state, time
+        self.state, self.since, self.probe_silent = state, time, False
         return Transition(time, state, cause)
 
     def _next_state(self, cls: str, r: Round) -> tuple[str, str]:

@@ -25,6 +25,7 @@ from collector.store.database import Store
 from collector.store.schema import access_intervals
 from unhindered.measurement import EARLIEST, LATEST
 from unhindered.states import RETIRED, STATES, WORST_FIRST
+from unhindered.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,11 @@ class Timelines:
         # the newer of a check's last round and this, as the collector's own downtime is
         # not the missions' silence. None: listening for ever (tests, tools).
         self.listening_since: float | None = None
+        # When each probe was last heard (a batch or a heartbeat, the collector's clock),
+        # and the probes heard sending heartbeats since the collector started: only their
+        # checks are also silent when the probe is (Machine.silence's probe_heard).
+        self.heard: dict[str, float] = {}
+        self.heartbeating: set[str] = set()
 
     # --- start-up ---
 
@@ -156,10 +162,17 @@ class Timelines:
             machine = self.machines.get(key)
             # Older than what the machine has seen or decided (a silence turned unknown
             # while these rounds waited at the probe): the history from there is replayed,
-            # here within the budget, the rest by replay_step, off the ingest path.
+            # here within the budget, the rest by replay_step, off the ingest path. An
+            # unknown decided because the probe fell silent is replayed from its start
+            # whatever the rounds' times: the rounds, not the collector's guess, say what
+            # happened then (docs/states.md).
             newest = max(machine.last_time or 0.0, machine.since or 0.0) if machine else None
-            if newest is None or rounds[0].time < newest:
-                self._want_replay(key, rounds[0].time)
+            replay_from = rounds[0].time if newest is None or rounds[0].time < newest else None
+            if machine is not None and machine.probe_silent and machine.since is not None:
+                replay_from = (machine.since if replay_from is None
+                               else min(replay_from, machine.since))
+            if replay_from is not None:
+                self._want_replay(key, replay_from)
                 done, since, read = (self._advance(key, budget) if budget > 0
                                      else (False, None, 0))
                 budget -= read
@@ -178,12 +191,26 @@ class Timelines:
             self._combine(mission, since)
         return set(changed)
 
+    def hear(self, probe_id: str, at: float, heartbeat: bool = False) -> None:
+        """The probe was heard at `at` (collector clock): a batch, or a heartbeat."""
+        self.heard[probe_id] = max(at, self.heard.get(probe_id, at))
+        if heartbeat:
+            self.heartbeating.add(probe_id)
+
+    def _probe_heard(self, key: tuple[str, str]) -> float | None:
+        """When the probe of the check's newest round was last heard, if it sends
+        heartbeats; else None (only the check's own silent allowance applies)."""
+        ran = self.ran_by.get(key)
+        if ran is None or ran[1] not in self.heartbeating:
+            return None
+        return self.heard.get(ran[1])
+
     @_one_transaction
     def tick(self, now: float) -> set[str]:
         """Turns silence into unknown; called periodically with the collector's clock."""
         changed: dict[str, float] = {}
         for key, machine in self.machines.items():
-            transition = machine.silence(now, self.listening_since)
+            transition = machine.silence(now, self.listening_since, self._probe_heard(key))
             if transition is not None:
                 self._persist(key, [transition])
                 changed[key[0]] = min(changed.get(key[0], transition.time), transition.time)
@@ -211,7 +238,7 @@ class Timelines:
             # Silence is judged from the newest evidence; a check known only from
             # notifications (no rounds) is never silent: it reports changes only.
             machine.last_time = max(machine.last_time, time)
-        machine.state, machine.since = state, time
+        machine.state, machine.since, machine.probe_silent = state, time, False
         if key in self.replays:  # it may have begun from the state this changes
             self.replays[key] = _Replay(self.replays[key].since)
         self._persist(key, [Transition(time, state, cause)])
@@ -267,7 +294,7 @@ class Timelines:
             return None
         self.changes += 1
         for t in transitions:
-            log.info("%s %s is %s since %.3f: %s", *key, t.state, t.time, t.cause)
+            log.info("%s %s is %s since %s: %s", *key, t.state, iso_utc(t.time), t.cause)
         self.store.rewrite_intervals(key[0], key[1], transitions[0].time,
                                      [(t.time, t.state, t.cause) for t in transitions])
         return transitions[0].time

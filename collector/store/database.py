@@ -77,6 +77,9 @@ class ProbeRecord:
     created_at: float
     revoked_at: float | None
     enrolled: bool = True  # False while its enrollment token waits to be redeemed
+    last_report_at: float | None = None  # when its newest batch came
+    backlog: int | None = None  # results queued at the probe, as that batch said
+    version: str | None = None  # the probe's version, as its User-Agent said
 
 
 class Stored(NamedTuple):
@@ -329,7 +332,8 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(select(
                 probes.c.probe_id, probes.c.mission, probes.c.created_at, probes.c.revoked_at,
-                probes.c.token_hash.is_not(None),
+                probes.c.token_hash.is_not(None), probes.c.last_report_at, probes.c.backlog,
+                probes.c.version,
             ).order_by(probes.c.mission, probes.c.probe_id))
             return [ProbeRecord(*row) for row in rows]
 
@@ -352,9 +356,11 @@ class Store:
 
     # --- results ---
 
-    def store_batch(self, batch: Batch, received_at: float) -> Stored:
+    def store_batch(self, batch: Batch, received_at: float, version: str | None = None
+                    ) -> Stored:
         """Stores the batch's new measurements in one transaction. Seqs already stored are
-        counted as duplicates, which makes a batch sent again harmless.
+        counted as duplicates, which makes a batch sent again harmless. The probe's row
+        keeps the batch's time and backlog, and `version` when known.
 
         A row the database refuses must not fail the others: the probe would send the batch
         again for ever, and nothing queued behind it would arrive. The wire's rules keep
@@ -377,6 +383,9 @@ class Store:
                 if new:
                     rows = [_row(m, batch.outbox_id, received_at) for m in new]
                     conn.exec_driver_sql(self._insert_results, rows)
+                report = {"last_report_at": received_at, "backlog": batch.backlog}
+                conn.execute(update(probes).where(probes.c.probe_id == batch.probe_id).values(
+                    **report, **({"version": version} if version else {})))
             return Stored(new, duplicates, [])
         except _ROW_REFUSALS as exc:
             if rows is None:  # not the insert's refusal

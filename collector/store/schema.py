@@ -35,6 +35,10 @@ probes = Table(
     Column("token_hash", String(64), unique=True),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),
+    # Its newest batch: when it came, the backlog it reported, the probe's version.
+    Column("last_report_at", Float),
+    Column("backlog", BigInteger),
+    Column("version", String(64)),
 )
 
 # One-time enrollment tokens: a new probe trades one for its credential on first start.

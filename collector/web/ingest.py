@@ -1,8 +1,8 @@
 """The probes' side of the web app: POST /api/v1/results (a batch in, an Ack out),
-POST /api/v1/enroll (a one-time token traded for a credential) and
-GET /api/v1/probe/checks (the probe's central check list). A batch is parsed and checked
-here, then handed to the one `Collector.store_results`; the wire format is
-docs/protocol.md.
+POST /api/v1/heartbeat (the probe is alive: 204), POST /api/v1/enroll (a one-time token
+traded for a credential) and GET /api/v1/probe/checks (the probe's central check list).
+A batch is parsed and checked here, then handed to the one `Collector.store_results`; the
+wire format is docs/protocol.md.
 
 A batch is never refused whole for one bad result: the probe would send it again for
 ever, and nothing queued behind it would arrive. A result that breaks the wire's rules, or
@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from collector.config import CollectorConfig
 from collector.store.database import EnrollmentRefused, ProbeRecord
 from collector.web.context import Refusal, bearer_token, collector_of, error_response
+from unhindered.heartbeat import HEARTBEAT_PATH, Heartbeat
 from unhindered.measurement import (
     ACK_HEADER,
     ACK_WITH_REJECTED,
@@ -39,6 +40,7 @@ from unhindered.measurement import (
     read_batch,
     read_measurement,
 )
+from unhindered.version import probe_version
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +241,8 @@ async def _ingest(request: web.Request) -> web.Response:
                            "check the probe's clock (NTP)")
     batch, too_early = _within_history(batch, probe, config)
 
-    stored = await collector.store_results(batch)
+    stored = await collector.store_results(
+        batch, version=probe_version(request.headers.get("User-Agent")))
     rejected = sorted([*parsed.rejected, *too_early, *(
         Rejected(seq=seq, reason=RejectReason.STORE_REFUSED, detail=why)
         for seq, why in stored.refused)], key=lambda r: r.seq)
@@ -261,6 +264,22 @@ def _note_rejected(collector, probe: ProbeRecord, rejected: list[Rejected]) -> N
     more = f"; and {len(rejected) - 5} more" if len(rejected) > 5 else ""
     log.warning("rejected %d result(s) of probe %s (%s): %s%s", len(rejected),
                 probe.probe_id, probe.mission, shown, more)
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    """A probe that sent nothing else for its heartbeat period says it is alive: 204."""
+    try:
+        probe = await _probe_of(request)
+        try:
+            beat = Heartbeat.model_validate_json(await request.read() or b"{}")
+        except ValidationError as exc:
+            raise Refusal(422, f"invalid heartbeat: {_problems(exc)}") from exc
+        except Exception as exc:  # e.g. a corrupt gzip stream
+            raise Refusal(400, f"cannot read the body: {exc}") from exc
+    except Refusal as refusal:
+        return error_response(refusal.status, refusal.reason, refusal.details)
+    await collector_of(request).heartbeat(probe.probe_id, probe.mission, beat.backlog)
+    return web.Response(status=204)
 
 
 async def enroll(request: web.Request) -> web.Response:
@@ -286,5 +305,6 @@ async def enroll(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/results", ingest)
+    app.router.add_post(HEARTBEAT_PATH, heartbeat)
     app.router.add_post("/api/v1/enroll", enroll)
     app.router.add_get("/api/v1/probe/checks", probe_checks)

@@ -1,13 +1,14 @@
 """`unhindered-collector serve`: aiohttp's runner with bounds on what a connection may cost,
-whoever opens it (issue 12, cases 2 and 3; docs/security.md).
+whoever opens it (issue 12, cases 2 and 3; docs/security.md), over plain HTTP or over TLS
+(the `tls` settings, collector/tls.py).
 
 aiohttp has no connection limit and no timeout for a request head: a `Connection` sits
 between each socket's transport and aiohttp's protocol, passing everything through, and
 adds them. It also does the "lingering close" after a refusal itself: aiohttp would read
 the rest of the body through its parser, inflating a gzip body on the event loop (one
 8 MB bomb cost 9.4 CPU-s), so aiohttp is told not to (lingering_time=0) and the rest is
-read here as raw bytes and thrown away, bounded in bytes and time, so that a client still
-sending gets the answer instead of a reset."""
+read here and thrown away unparsed, bounded in bytes and time, so that a client still
+sending gets the answer instead of a reset (see Connection.discard_rest)."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ import contextlib
 import logging
 import resource
 import signal
-import socket
+import ssl
 import sys
 import time
 
 from aiohttp import web
 
 from collector.config import CollectorConfig
+from collector.tls import ServerTls, TlsFileError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,6 @@ ACCEPT_BATCH = 128
 # under LimitNOFILE=256 still hit EMFILE.
 NOFILE_RESERVE = 64 + 2 * ACCEPT_BATCH
 MIN_CONNECTIONS = 16
-LINGER_CHUNK = 64 * 1024
 # Loggers an attacker can make write a line per request or per accept(): a few lines a
 # minute of each message, then a count (the issue's case 3 grew the log by 26 MB in 24 s).
 # collector.core: its background jobs fail every few seconds while the database is gone.
@@ -101,7 +102,8 @@ def _connection_limit(wanted: int) -> int:
 
 
 class Connection(asyncio.Protocol):
-    """One accepted connection: between the socket's transport and aiohttp's protocol."""
+    """One accepted connection: between the socket's transport (under TLS, asyncio's TLS
+    transport, whose bytes are already decrypted) and aiohttp's protocol."""
 
     def __init__(self, pool: Connections, handler: asyncio.Protocol) -> None:
         self.pool, self.handler = pool, handler
@@ -109,26 +111,33 @@ class Connection(asyncio.Protocol):
         self.busy = False  # a request is being handled
         self._head_seen = False
         self._head_timer: asyncio.TimerHandle | None = None
-        self._rest: socket.socket | None = None  # to drain a refused body from, see below
-        self._linger: asyncio.Task | None = None
+        self._discarding = False  # the rest of a refused body is thrown away, see below
+        self._discard_left = 0
+        self._linger_timer: asyncio.TimerHandle | None = None  # aiohttp is done: lingering
 
     @property
     def lingering(self) -> bool:
-        return self._rest is not None
+        return self._discarding
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.pool.opened(self)
         self._head_timer = asyncio.get_running_loop().call_later(
             self.pool.header_timeout_s, self._head_overdue, transport)
-        self.handler.connection_made(transport)
+        self.handler.connection_made(_HandlerTransport(self, transport))  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
-        if self._rest is None:
+        if not self._discarding:
             self.handler.data_received(data)
-        # else: the rest of a refused body, never handed to aiohttp's parser to inflate
+            return
+        # The rest of a refused body, never handed to aiohttp's parser to inflate.
+        self._discard_left -= len(data)
+        if self._discard_left < 0:
+            self.abort()  # more than a body may hold: the reset is deserved
 
     def eof_received(self) -> bool | None:
+        if self._linger_timer is not None:
+            return None  # answered, and the client has sent all: close
         return self.handler.eof_received()
 
     def pause_writing(self) -> None:
@@ -138,17 +147,11 @@ class Connection(asyncio.Protocol):
         self.handler.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
+        for timer in (self._head_timer, self._linger_timer):
+            if timer is not None:
+                timer.cancel()
+        self.pool.closed(self)
         self.handler.connection_lost(exc)
-        rest = self._rest
-        if rest is None:
-            self.pool.closed(self)
-        elif self._linger is None:
-            self._linger = asyncio.get_running_loop().create_task(self._drain(rest))
-            # Closed here rather than in _drain: a task cancelled before it ran never runs
-            # its finally, and the socket must outlive sock_recv's reader in every case.
-            self._linger.add_done_callback(lambda _: (rest.close(), self.pool.closed(self)))
 
     # What the app's middleware (collector/web/limits.py) tells the connection.
 
@@ -161,34 +164,40 @@ class Connection(asyncio.Protocol):
     def discard_rest(self) -> None:
         """The answer is a refusal and the body was not read: aiohttp will close the
         connection after the answer (it was told to force_close). Closing a socket with
-        unread data resets it, and a client still sending would lose the answer; so a
-        duplicate of the socket is kept, and once aiohttp's transport has written the
-        answer and closed, _drain reads the rest from it and throws it away."""
-        if self._rest is None and self.transport is not None:
-            self._rest = self.transport.get_extra_info("socket").dup()
+        unread data resets it, and a client still sending would lose the answer. So
+        aiohttp's close() (see _HandlerTransport) does not close the transport: from now
+        on what arrives is counted and thrown away, and once aiohttp has written the
+        answer the connection stays open until the client has sent the rest and closes,
+        for ingest.max_body_bytes and limits.body_timeout_s at most; past either, it is
+        aborted (a reset: that client does not deserve better).
 
-    async def _drain(self, rest: socket.socket) -> None:
-        try:
-            rest.setblocking(False)
-            rest.shutdown(socket.SHUT_WR)  # the answer is complete: FIN
-            left = self.pool.linger_bytes
-            async with asyncio.timeout(self.pool.linger_s):
-                while left > 0:
-                    data = await asyncio.get_running_loop().sock_recv(rest, LINGER_CHUNK)
-                    if not data:
-                        break
-                    left -= len(data)
-        except (OSError, TimeoutError):
-            pass  # the client went, or sent too much or too slowly: closing resets it
+        The same for plain TCP and TLS: the bytes thrown away are those the transport
+        delivers, decrypted under TLS. A raw read of the socket under the TLS transport
+        would take TLS records for the body; and closing the TLS transport first sends a
+        close_notify, after which OpenSSL fails on the client's next record (application
+        data after close notify) and the connection is reset under the answer. Over plain
+        TCP the answer is also followed by a FIN at once (write_eof)."""
+        if not self._discarding:
+            self._discarding = True
+            self._discard_left = self.pool.linger_bytes
+
+    def close_for_handler(self) -> None:
+        """aiohttp closes the connection: at once, or after the rest of a refused body."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if not self._discarding:
+            transport.close()
+            return
+        if self._linger_timer is None:
+            if transport.can_write_eof():
+                transport.write_eof()  # after the answer, once it is written
+            transport.resume_reading()  # in case aiohttp's flow control paused it
+            self._linger_timer = asyncio.get_running_loop().call_later(
+                self.pool.linger_s, self.abort)
 
     def abort(self) -> None:
         self.pool.closed(self)
-        if self._linger is not None:
-            self._linger.cancel()
-            return
-        if self._rest is not None:  # refused, but aiohttp has not closed yet: no drain
-            self._rest.close()
-            self._rest = None
         if self.transport is not None:
             self.transport.abort()  # at once, unlike close(): no waiting on a slow reader
 
@@ -198,6 +207,25 @@ class Connection(asyncio.Protocol):
                         (transport.get_extra_info("peername") or ("?",))[0],
                         self.pool.header_timeout_s)
             self.abort()
+
+
+class _HandlerTransport:
+    """The transport as aiohttp's protocol sees it: the connection's own, but for close(),
+    which lets the Connection finish a refused request's lingering close first."""
+
+    def __init__(self, connection: Connection, transport: asyncio.Transport) -> None:
+        self._connection, self._transport = connection, transport
+        self._closed = False
+
+    def close(self) -> None:
+        self._closed = True
+        self._connection.close_for_handler()
+
+    def is_closing(self) -> bool:
+        return self._closed or self._transport.is_closing()
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
 
 
 class Connections:
@@ -250,38 +278,55 @@ def connection_of(request: web.BaseRequest) -> Connection | None:
 
 
 class _Site(web.BaseSite):
-    """web.TCPSite with our protocol factory in front of aiohttp's."""
+    """web.TCPSite with our protocol factory in front of aiohttp's, and TLS when given."""
 
     def __init__(self, runner: web.AppRunner, factory: Connections, host: str,
-                 port: int) -> None:
+                 port: int, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(runner)
-        self._factory, self._host, self._port = factory, host, port
+        self._factory, self._host, self._port, self._tls = factory, host, port, tls
 
     @property
     def name(self) -> str:
-        return f"http://{self._host}:{self._port}"
+        return f"{'https' if self._tls else 'http'}://{self._host}:{self._port}"
 
     async def start(self) -> None:
         await super().start()
+        # A handshake is bounded like a request head: Connection's timer starts only once
+        # the handshake is done (asyncio makes the connection then).
         self._server = await asyncio.get_running_loop().create_server(
-            self._factory, self._host, self._port, backlog=ACCEPT_BATCH)
+            self._factory, self._host, self._port, backlog=ACCEPT_BATCH, ssl=self._tls,
+            ssl_handshake_timeout=self._factory.header_timeout_s if self._tls else None)
 
 
 def run(app: web.Application, config: CollectorConfig) -> None:
-    """Serves the app until SIGTERM or SIGINT (then exits normally, as web.run_app did).
-    What stops the app's start (collector/store/writer.py: AnotherWriter, DatabaseGone)
-    is raised before anything is listening."""
+    """Serves the app until SIGTERM or SIGINT (then exits normally, as web.run_app did);
+    SIGHUP reloads the TLS certificate. What stops the app's start (collector/store/writer.py:
+    AnotherWriter, DatabaseGone) is raised before anything is listening; a TLS file that
+    cannot be used exits with status 2 (a config error), naming the setting."""
     for name in RATE_LIMITED_LOGGERS:
         logging.getLogger(name).addFilter(RateLimitedLog())
-    asyncio.run(_serve(app, config))
+    try:
+        tls = ServerTls(config.tls) if config.tls is not None else None
+    except TlsFileError as exc:
+        print(f"unhindered-collector: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    asyncio.run(_serve(app, config, tls))
 
 
-async def _serve(app: web.Application, config: CollectorConfig) -> None:
+def _reload(tls: ServerTls | None) -> None:
+    if tls is None:
+        log.info("SIGHUP: nothing to reload (no tls section in the config)")
+    else:
+        tls.reload()
+
+
+async def _serve(app: web.Application, config: CollectorConfig, tls: ServerTls | None) -> None:
     limits = config.limits
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _reload, tls)
     # keepalive_timeout: aiohttp closes a connection idle this long after an answer (or,
     # from aiohttp 3.10, after it opened) whose next head is not complete by then.
     # lingering_time=0: aiohttp never reads a body after the answer (see the module's doc).
@@ -293,9 +338,11 @@ async def _serve(app: web.Application, config: CollectorConfig) -> None:
                               linger_bytes=config.ingest.max_body_bytes,
                               linger_s=limits.body_timeout_s)
     try:
-        await _Site(runner, connections, config.listen.host, config.listen.port).start()
-        print(f"unhindered-collector listening on http://{config.listen.host}:"
-              f"{config.listen.port}/ (metrics at /metrics)", file=sys.stderr, flush=True)
+        site = _Site(runner, connections, config.listen.host, config.listen.port,
+                     tls.context if tls is not None else None)
+        await site.start()
+        print(f"unhindered-collector listening on {site.name}/ (metrics at /metrics)",
+              file=sys.stderr, flush=True)
         await stop.wait()
     finally:
         await runner.cleanup()

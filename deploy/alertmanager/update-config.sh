@@ -7,7 +7,7 @@ OUT=${ALERTMANAGER_DIR:-/etc/prometheus/alertmanager}
 COLLECTOR=${UNHINDERED_COLLECTOR:-/opt/unhindered/venv/bin/unhindered-collector}
 NEW=$(mktemp -d)
 trap 'rm -rf "$NEW"' EXIT
-"$COLLECTOR" --config "$CONFIG" alertmanager-config --out "$NEW"
+"$COLLECTOR" alertmanager-config --out "$NEW" --config "$CONFIG"
 # The template path inside the config must be where it will live.
 sed -i "s|$NEW/|$OUT/|" "$NEW/alertmanager.yml"
 mkdir -p "$OUT"

@@ -3,7 +3,9 @@
 Batches leave when they are full or their oldest result is old enough; each request is
 gzipped and carries the probe's bearer token; the collector URLs are tried in order;
 after every URL failed the reporter waits an exponentially growing, jittered delay, which
-a round that succeeds meanwhile cuts short (RETRY_ON_SUCCESS_S).
+a round that succeeds meanwhile cuts short (RETRY_ON_SUCCESS_S). When nothing was
+acknowledged for `heartbeat_s`, a heartbeat of a few bytes tells the collector the probe
+is alive (docs/protocol.md#heartbeat), so that its silence means a cut within seconds.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import time
 
 from probes.config import CollectorSettings
 from probes.outbox import Outbox
+from probes.tls import client_context
 from probes.transport import Transport, TransportError
+from unhindered.heartbeat import HEARTBEAT_PATH
 from unhindered.measurement import (
     ACK_HEADER,
     ACK_WITH_REJECTED,
@@ -43,13 +47,15 @@ class HttpPusher:
                  mission: str, token: str) -> None:
         self.settings = settings
         self.token = token
-        self.transport = Transport(settings.timeout_s)
+        # OSError at start for an unusable TLS file: the probe's command line says which.
+        self.transport = Transport(settings.timeout_s, client_context(settings))
         self.outbox = outbox
         self.probe_id = probe_id
         self.mission = mission
         self.batch_size = settings.batch_max_size
         self._wake = asyncio.Event()
         self._succeeded = asyncio.Event()  # a round succeeded since the last failed push
+        self._urgent = False  # a confirmed change is queued: push without waiting
         self.retry_on_success_s = RETRY_ON_SUCCESS_S
         self._backoff = settings.backoff_initial_s
         self.last_error: str | None = None
@@ -58,32 +64,94 @@ class HttpPusher:
         # The checks the probe runs and since when (Probe.schedule), sent with every batch
         # so that the collector retires those it no longer runs (docs/protocol.md).
         self.check_list: CheckList | None = None
+        # When the newest request the collector answered was sent (monotonic): a push it
+        # acknowledged, or a heartbeat. The next heartbeat is due heartbeat_s after it.
+        self.heard_at = time.monotonic()
+        self.heartbeats = 0  # heartbeats the collector answered
+        self._heartbeat_refused = False  # an older collector without the route: logged once
 
     def reconfigure(self, settings: CollectorSettings, token: str) -> None:
-        """New URLs, token and limits (a config reload); the next request uses them."""
+        """New URLs, token, limits and TLS files (a config reload); the next request uses
+        them. TLS files that cannot be used are refused, and the running ones kept."""
         self.settings = settings
         self.token = token
         self.batch_size = settings.batch_max_size
         self._backoff = min(self._backoff, settings.backoff_max_s)
         self.transport.timeout_s = settings.timeout_s
+        try:
+            self.transport.tls = client_context(settings)
+        except OSError as exc:
+            log.error("config reload: the TLS settings stay as they were: %s", exc.strerror)
 
-    def wake(self, success: bool = False) -> None:
+    def wake(self, success: bool = False, urgent: bool = False) -> None:
         """Called after each append: a full batch may now be ready. `success`: the result
         is a round that succeeded beyond the mission's own network, evidence that the way
-        to the centre may work again (it ends a back-off early)."""
+        to the centre may work again (it ends a back-off early). `urgent`: a confirmed
+        change of a check's outcome is queued, news the centre should have now rather
+        than after batch_max_age_s (a back-off still applies)."""
+        if urgent:
+            self._urgent = True
         self._wake.set()
         if success:
             self._succeeded.set()
 
     async def run(self) -> None:
+        heartbeats = asyncio.create_task(self._heartbeats(), name="heartbeat")
+        try:
+            while True:
+                await self._wait_for_batch()
+                await self.push_once()
+        finally:
+            heartbeats.cancel()
+
+    async def _heartbeats(self) -> None:
         while True:
-            await self._wait_for_batch()
-            await self.push_once()
+            due = self.heard_at + self.settings.heartbeat_s - time.monotonic()
+            if due > 0:
+                await asyncio.sleep(due)  # a push meanwhile moves heard_at on
+                continue
+            try:
+                await self.heartbeat_once()
+            except Exception:  # the next one is due a period later all the same
+                log.exception("sending a heartbeat failed")
+
+    async def heartbeat_once(self) -> bool:
+        """Sends a heartbeat to the first collector URL that takes it; True if one did.
+        Failed or not, the next is due a heartbeat period later."""
+        sent_at = time.monotonic()
+        depth, _oldest = await self.outbox.pending()
+        body = f'{{"backlog":{depth}}}'.encode()
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        try:
+            for url in self.settings.urls:
+                where = f"{str(url).rstrip('/')}{HEARTBEAT_PATH}"
+                try:
+                    answer = await self.transport.request("POST", where, body, headers,
+                                                          idempotent=True)
+                except TransportError as exc:
+                    log.debug("heartbeat failed: %s", exc)
+                    continue
+                if answer.status == 204:
+                    self.heartbeats += 1
+                    return True
+                if answer.status in (404, 405):
+                    if not self._heartbeat_refused:
+                        self._heartbeat_refused = True
+                        log.warning("%s answered %d: this collector is older than "
+                                    "heartbeats, so a cut is known only after the checks' "
+                                    "silent allowance; upgrade it", where, answer.status)
+                else:
+                    log.info("heartbeat refused: %s answered %d: %s", where, answer.status,
+                             answer.text()[:300])
+            return False
+        finally:
+            self.heard_at = max(self.heard_at, sent_at)
 
     async def _wait_for_batch(self) -> None:
         while True:
             depth, oldest = await self.outbox.pending()
-            if depth >= self.batch_size:
+            if depth >= self.batch_size or (depth and self._urgent):
+                self._urgent = False
                 return
             wait = None
             if depth:
@@ -103,9 +171,11 @@ class HttpPusher:
         depth, _oldest = await self.outbox.pending()
         body = self._body(rows, depth - len(rows))
         for url in self.settings.urls:
+            sent_at = time.monotonic()
             ack = await self._post(f"{str(url).rstrip('/')}/api/v1/results", body, len(rows))
             if ack is None:
                 continue
+            self.heard_at = max(self.heard_at, sent_at)  # the collector heard the probe
             # Never trust an ack beyond what was sent: those rows were not in this batch.
             through = min(ack.acked_through, rows[-1][0])
             await self.outbox.ack(through)
@@ -164,7 +234,8 @@ class HttpPusher:
             ACK_HEADER: ACK_WITH_REJECTED,  # this probe reads the results rejected alone
         }
         try:
-            answer = await self.transport.request("POST", url, body, headers)
+            # Idempotent: the collector stores a (probe, seq) once (docs/protocol.md).
+            answer = await self.transport.request("POST", url, body, headers, idempotent=True)
             if answer.status == 200:
                 return Ack.model_validate_json(answer.body)
             if answer.status == 413 and self.batch_size > 1:

@@ -1,6 +1,7 @@
 """The probe's HTTP reporter against a real collector served on loopback."""
 
 import asyncio
+import contextlib
 import logging
 import socket
 from datetime import UTC, datetime, timedelta
@@ -159,3 +160,27 @@ async def test_results_the_outbox_dropped_reach_the_collectors_metrics(tmp_path,
         else:
             pytest.fail(f"{line} not in the collector's /metrics")
     outbox.close()
+
+
+async def test_a_confirmed_change_is_sent_at_once_not_after_the_batch_age(tmp_path, collector):
+    url, token, store = collector
+    pusher, outbox = pusher_for(tmp_path, [url], token, batch_max_age_s=3_600)
+    running = asyncio.create_task(pusher.run())
+    try:
+        await outbox.append(result(1))
+        pusher.wake()
+        await asyncio.sleep(0.5)  # an ordinary result waits for the batch's age
+        assert store.results_of_probe("fra-1") == []
+        await outbox.append(result(2))
+        pusher.wake(urgent=True)  # what the probe does once a change is confirmed
+        for _ in range(100):
+            if len(store.results_of_probe("fra-1")) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert [r.seq for r in store.results_of_probe("fra-1")] == [1, 2]
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        pusher.transport.close()
+        outbox.close()

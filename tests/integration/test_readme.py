@@ -36,7 +36,7 @@ def test_readme_commands_succeed_from_a_fresh_clone(tmp_path):
     shown = subprocess.run(f"{demo} --seconds 12 --port {port}", shell=True, cwd=clone,
                            capture_output=True, text=True, timeout=600)
     assert shown.returncode == 0, shown.stdout[-2000:] + shown.stderr[-2000:]
-    assert f"http://127.0.0.1:{port}/metrics" in shown.stdout
+    assert f"https://127.0.0.1:{port}/metrics" in shown.stdout  # over TLS, its own CA
     # Each demo mission shows a working check and the deliberately refused one.
     for mission in ("FRA", "KEN", "BRA"):
         assert re.search(rf"{mission}\s+internet-tcp\s+up\s+connect", shown.stdout)

@@ -49,7 +49,7 @@ class HttpsLab:
             "collector": {"urls": ["http://127.0.0.1:1/"], "token": "unused"},
             "checks": checks,
         }))
-        argv = [PYTHON, "-m", "probes", "once", "-c", str(config)]
+        argv = [PYTHON, "-m", "probes", "once", "--json", "-c", str(config)]
         done = self.lab.run(self.mission.name, [*(wrapper or []), *argv])
         assert done.stdout, done.stderr
         results = {r["check_id"]: r for r in map(json.loads, done.stdout.splitlines())}

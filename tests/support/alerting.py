@@ -47,12 +47,18 @@ class AlertLab:
 
 
 @contextlib.contextmanager
-def alert_lab(lab: Any, workdir: Path, missions: Sequence[Any], checks: list[dict], *,
+def alert_lab(lab: Any, workdir: Path, missions: Sequence[Any],
+              checks: list[dict] | Mapping[str, list[dict]], *,
               interval: str = "1s", group_wait_s: float = 1, group_interval_s: float = 2,
               resend_s: float = 2, states: Mapping[str, Any] | None = None,
               scrape_configs: Sequence[Mapping[str, Any]] = (),
-              rule_files: Sequence[Path] = ()) -> Iterator[AlertLab]:
-    """Everything started (probes measuring), torn down in reverse order on exit."""
+              rule_files: Sequence[Path] = (),
+              probe_settings: Mapping[str, Any] | None = None,
+              rules: Path = RULES) -> Iterator[AlertLab]:
+    """Everything started (probes measuring), torn down in reverse order on exit.
+    `checks`: every probe's, or each mission's by its code; `probe_settings`: the probes'
+    `collector:` settings over the lab's quick ones; `rules`: the project's alert rules,
+    or a copy of them."""
     place = Place.in_lab(lab, lab.centre.name)
     codes = [m.code for m in missions]
     inventory = workdir / "inventory.yaml"
@@ -76,12 +82,13 @@ def alert_lab(lab: Any, workdir: Path, missions: Sequence[Any], checks: list[dic
         collector.start()
         stack.callback(collector.stop)
         prom = stack.enter_context(prometheus(
-            [f"{lab.centre.ipv4}:{COLLECTOR_PORT}"], rule_files=[RULES, *rule_files],
+            [f"{lab.centre.ipv4}:{COLLECTOR_PORT}"], rule_files=[rules, *rule_files],
             alertmanager_url=am.url, place=place, interval=interval,
             scrape_configs=scrape_configs))
         stack_lab = AlertLab(collector, am, prom, sink)
         for mission in missions:
-            probe = Probe(lab, mission, workdir, collector, checks)
+            own = checks[mission.code] if isinstance(checks, Mapping) else checks
+            probe = Probe(lab, mission, workdir, collector, own, **(probe_settings or {}))
             probe.start()
             stack_lab.probes[mission.code] = probe
         yield stack_lab

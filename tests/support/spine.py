@@ -224,7 +224,7 @@ def measure_once(lab, mission, tmp_path, checks: list[dict], **settings) -> dict
         "checks": checks,
         **settings,
     }))
-    done = lab.run(mission.name, [PYTHON, "-m", "probes", "once", "-c", str(config)])
+    done = lab.run(mission.name, [PYTHON, "-m", "probes", "once", "--json", "-c", str(config)])
     results = {r["check_id"]: r for r in map(json.loads, done.stdout.splitlines())}
     assert set(results) == {c["id"] for c in checks}, done.stderr
     return results

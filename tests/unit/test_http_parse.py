@@ -69,6 +69,7 @@ def test_ca_file_is_relative_to_the_config_file(tmp_path):
           - {id: web, kind: http, target: "https://192.0.2.1/", ca_file: lab-ca.pem}
           - {id: tls, kind: tcp, target: 192.0.2.1, port: 443, tls: true, ca_file: lab-ca.pem}
         """))
+    (tmp_path / "lab-ca.pem").touch()  # loading checks that it exists
     web, tcp_tls = probe_config.load(tmp_path / "probe.yaml").checks
     assert web.ca_file == tmp_path / "lab-ca.pem"
     assert tcp_tls.ca_file == tmp_path / "lab-ca.pem" and tcp_tls.tls is True

@@ -1,3 +1,5 @@
+import asyncio
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -75,7 +77,8 @@ def test_acknowledged_rows_are_never_sent_again(tmp_path):
 
 def test_an_outbox_that_cannot_be_opened_stops_the_start_with_a_message(tmp_path):
     config = tmp_path / "probe.yaml"
-    (tmp_path / "outbox.sqlite").mkdir()  # not a database file
+    # Not a database (a directory there is refused earlier, by the config's file checks).
+    (tmp_path / "outbox.sqlite").write_bytes(b"not a database, " * 512)
     config.write_text(
         "probe_id: fra-1\nmission: FRA\noutbox: outbox.sqlite\n"
         "collector: {urls: ['http://127.0.0.1:9/'], token: t}\n"
@@ -85,3 +88,62 @@ def test_an_outbox_that_cannot_be_opened_stops_the_start_with_a_message(tmp_path
     assert done.returncode == 2
     assert "cannot start: outbox" in done.stderr and "Traceback" not in done.stderr
     assert str(tmp_path / "outbox.sqlite") in done.stderr
+
+
+def test_results_recorded_together_share_one_commit_and_each_waits_for_it(tmp_path):
+    async def record() -> tuple[list[int | None], tuple[int, float | None]]:
+        box = Outbox(tmp_path / "outbox.sqlite")
+        try:
+            # Five rounds ending in one pass of the loop, then one while that commit runs.
+            first = asyncio.gather(*(box.append(tcp_result(n)) for n in range(1, 6)))
+            await asyncio.sleep(0)
+            seqs = [*await asyncio.gather(first, box.append(tcp_result(6)))]
+            return [*seqs[0], seqs[1]], await box.pending()
+        finally:
+            box.close()
+
+    seqs, (depth, oldest) = asyncio.run(record())
+    assert seqs == [1, 2, 3, 4, 5, 6] and depth == 6
+    db = sqlite3.connect(tmp_path / "outbox.sqlite")
+    queued = [at for (at,) in db.execute("SELECT queued_at FROM outbox ORDER BY seq")]
+    db.close()
+    assert len(set(queued[:5])) == 1, "one transaction stamps its rows with one time"
+    assert queued[5] > queued[0] and oldest == queued[0]
+
+
+def test_a_round_cancelled_while_its_result_is_queued_still_has_it_stored(tmp_path):
+    async def record_then_stop() -> None:
+        box = Outbox(tmp_path / "outbox.sqlite")
+        rounds = [asyncio.ensure_future(box.append(tcp_result(n))) for n in (1, 2)]
+        await asyncio.sleep(0)  # queued, not yet handed to the worker
+        for r in rounds:
+            r.cancel()
+        box.close()  # as the probe's stop does after cancelling its rounds
+
+    asyncio.run(record_then_stop())
+    box = Outbox(tmp_path / "outbox.sqlite")
+    assert [seq for seq, _ in box.peek_sync(10)] == [1, 2]
+    assert box.pending_sync()[0] == 2  # read from the file when reopened
+    box.close()
+
+
+def test_results_recorded_within_the_gather_time_share_one_commit(tmp_path):
+    async def record() -> tuple[list[int | None], float]:
+        box = Outbox(tmp_path / "outbox.sqlite", gather_s=0.2)
+        try:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            first = asyncio.ensure_future(box.append(tcp_result(1)))
+            await asyncio.sleep(0.05)  # a round ending a little later joins the commit
+            assert not first.done()
+            seqs = await asyncio.gather(first, box.append(tcp_result(2)))
+            return seqs, loop.time() - started
+        finally:
+            box.close()
+
+    seqs, waited = asyncio.run(record())
+    assert seqs == [1, 2] and waited >= 0.2 - 1e-3
+    db = sqlite3.connect(tmp_path / "outbox.sqlite")
+    queued = [at for (at,) in db.execute("SELECT queued_at FROM outbox ORDER BY seq")]
+    db.close()
+    assert len(set(queued)) == 1, "one transaction stamps its rows with one time"

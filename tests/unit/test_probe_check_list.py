@@ -27,6 +27,7 @@ async def test_every_batch_carries_the_checks_the_probe_runs_and_since_when(tmp_
     path = tmp_path / "probe.yaml"
     path.write_text(CONFIG + DOCUMENTS)
     (tmp_path / "probe.token").write_text("uh1.test\n")
+    (tmp_path / "probe.token").chmod(0o600)
     probe = Probe(probe_config.load(path), path)
     try:
         probe.schedule()

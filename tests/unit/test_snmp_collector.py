@@ -299,8 +299,9 @@ snmp:
      "line 6: snmp.receiver.senders[1]: the community must not be public"),
 ])
 def test_check_config_refuses_what_run_would(tmp_path, change, expected):
-    (tmp_path / "fra1.auth").write_text("auth-pass-phrase\n")
-    (tmp_path / "fra1.priv").write_text("priv-pass-phrase\n")
+    for name, key in (("fra1.auth", "auth-pass-phrase\n"), ("fra1.priv", "priv-pass-phrase\n")):
+        (tmp_path / name).write_text(key)
+        (tmp_path / name).chmod(0o600)  # key files open to others are refused
     text = RECEIVER_WITH_FILES
     name, content = change
     if name == "config":
@@ -317,8 +318,9 @@ def test_check_config_refuses_what_run_would(tmp_path, change, expected):
 
 
 def test_check_config_passes_good_key_files(tmp_path):
-    (tmp_path / "fra1.auth").write_text("auth-pass-phrase\n")
-    (tmp_path / "fra1.priv").write_text("priv-pass-phrase\n")
+    for name, key in (("fra1.auth", "auth-pass-phrase\n"), ("fra1.priv", "priv-pass-phrase\n")):
+        (tmp_path / name).write_text(key)
+        (tmp_path / name).chmod(0o600)  # key files open to others are refused
     path = tmp_path / "collector.yaml"
     path.write_text(RECEIVER_WITH_FILES)
     done = subprocess.run([sys.executable, "-m", "collector.cli", "-c", str(path),

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from probes import config as probe_config
-from tests.unit.test_config import VALID, error_of, write
+from tests.unit.test_config import USER, VALID, error_of, write
 
 SNMP = """\
 snmp:
@@ -29,8 +29,14 @@ snmp:
 """
 
 
+def secret_file(path, text: str | bytes) -> None:
+    """Written as an operator must: secret files open to group or others are refused."""
+    path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
+    path.chmod(0o600)
+
+
 def test_a_full_snmp_section_loads(tmp_path):
-    (tmp_path / "monitor.priv").write_text("priv-pass-phrase\n")
+    secret_file(tmp_path / "monitor.priv", "priv-pass-phrase\n")
     config = probe_config.load(write(tmp_path, VALID + SNMP))
     snmp = config.snmp
     assert snmp.agent.address == ("127.0.0.1", 16161)
@@ -70,7 +76,7 @@ def test_without_snmp_the_probe_does_not_load_pysnmp(tmp_path):
     ("      type: trap", "      type: shout", "snmp.notify[1].type", "'inform' or 'trap'"),
 ])
 def test_mistakes_are_refused_naming_the_field(tmp_path, old, new, field, expectation):
-    (tmp_path / "monitor.priv").write_text("priv-pass-phrase\n")
+    secret_file(tmp_path / "monitor.priv", "priv-pass-phrase\n")
     assert old in SNMP
     message = error_of(write(tmp_path, VALID + SNMP.replace(old, new, 1)))
     assert str(tmp_path / "probe.yaml") in message
@@ -78,8 +84,8 @@ def test_mistakes_are_refused_naming_the_field(tmp_path, old, new, field, expect
 
 
 def test_a_public_community_in_a_file_is_refused_when_read(tmp_path):
-    (tmp_path / "monitor.priv").write_text("priv-pass-phrase\n")
-    (tmp_path / "community").write_text("s3cret-community\n")
+    secret_file(tmp_path / "monitor.priv", "priv-pass-phrase\n")
+    secret_file(tmp_path / "community", "s3cret-community\n")
     text = VALID + SNMP.replace("community: s3cret-community", "community_file: community")
     snmp = probe_config.load(write(tmp_path, text)).snmp
     # Changed after the config was loaded: refused when run reads it.
@@ -106,10 +112,9 @@ def check_config(tmp_path, text: str) -> subprocess.CompletedProcess:
      "snmp.users[0].priv_key_file", "the pass phrase in it needs at least 8 characters"),
 ])
 def test_check_config_reads_the_secret_files_as_run_does(tmp_path, files, field, expectation):
-    (tmp_path / "monitor.priv").write_text("priv-pass-phrase\n")
+    secret_file(tmp_path / "monitor.priv", "priv-pass-phrase\n")
     for name, content in files.items():
-        path = tmp_path / name
-        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+        secret_file(tmp_path / name, content)
     text = VALID + SNMP.replace("community: s3cret-community", "community_file: community")
     done = check_config(tmp_path, text)
     assert done.returncode == 2, done.stdout
@@ -121,27 +126,35 @@ def test_check_config_reads_the_secret_files_as_run_does(tmp_path, files, field,
     assert "short" not in done.stderr and "s3cret" not in done.stderr  # no secret echoed
 
 
-def test_a_secret_file_missing_here_is_left_to_run(tmp_path):
-    # check-config may run where the secrets are not installed (a CI job checking the
-    # deploy/examples configs): a file it cannot read is run's to report.
-    (tmp_path / "monitor.priv").write_text("priv-pass-phrase\n")
+def test_a_secret_file_missing_or_open_to_others_is_refused_naming_the_line(tmp_path):
+    # Refused before run does anything (such as spending an enrollment token).
+    secret_file(tmp_path / "monitor.priv", "priv-pass-phrase\n")
     text = VALID + SNMP.replace("community: s3cret-community", "community_file: community")
-    assert check_config(tmp_path, text).returncode == 0
-    snmp = probe_config.load(tmp_path / "probe.yaml").snmp
-    with pytest.raises(FileNotFoundError):
-        snmp.read_community()
+    done = check_config(tmp_path, text)
+    assert done.returncode == 2
+    assert (f"line 24: snmp.community_file: cannot read {tmp_path / 'community'} (No such "
+            f"file or directory); expected a file {USER} can read"
+            ) in done.stderr, done.stderr
+    (tmp_path / "community").write_text("s3cret-community\n")
+    (tmp_path / "community").chmod(0o640)
+    done = check_config(tmp_path, text)
+    assert done.returncode == 2
+    assert (f"line 24: snmp.community_file: {tmp_path / 'community'} holds a secret but "
+            f"its mode 0640 opens it to group or others; expected only its owner to read "
+            f"it: run chmod 600 {tmp_path / 'community'}") in done.stderr, done.stderr
+    assert "s3cret" not in done.stderr
 
 
 def test_check_config_accepts_good_secret_files(tmp_path):
-    (tmp_path / "monitor.priv").write_text("priv-pass-phrase\n")
-    (tmp_path / "community").write_text("s3cret-community\n")
+    secret_file(tmp_path / "monitor.priv", "priv-pass-phrase\n")
+    secret_file(tmp_path / "community", "s3cret-community\n")
     text = VALID + SNMP.replace("community: s3cret-community", "community_file: community")
     done = check_config(tmp_path, text)
     assert done.returncode == 0, done.stderr
 
 
 def test_check_config_refuses_public_with_exit_2(tmp_path):
-    (tmp_path / "monitor.priv").write_text("priv-pass-phrase\n")
+    secret_file(tmp_path / "monitor.priv", "priv-pass-phrase\n")
     path = write(tmp_path, VALID + SNMP.replace("s3cret-community", "public"))
     done = subprocess.run([sys.executable, "-m", "probes", "check-config", "-c", str(path)],
                           capture_output=True, text=True)
@@ -150,7 +163,7 @@ def test_check_config_refuses_public_with_exit_2(tmp_path):
 
 
 def test_errors_do_not_echo_keys(tmp_path):
-    (tmp_path / "monitor.priv").write_text("priv-pass-phrase\n")
+    secret_file(tmp_path / "monitor.priv", "priv-pass-phrase\n")
     message = error_of(write(tmp_path, VALID + SNMP.replace("auth-pass-phrase", "sh0rt")))
     assert "auth_key needs at least 8 characters" in message and "sh0rt" not in message
     message = error_of(write(tmp_path, VALID + SNMP.replace("      user: monitor\n", "")))

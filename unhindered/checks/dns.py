@@ -27,11 +27,11 @@ MAX_ANSWERS = 100  # DnsFigures' limit
 
 
 class DnsCheck(CheckBase):
-    kind: Literal["dns"]
+    kind: Literal["dns"] = Field(description="a DNS query to a resolver")
     # target (from CheckBase): the resolver's IP address, never a name.
     name: str = Field(min_length=1, max_length=253, description="the name to look up")
-    record_type: RecordType = "A"
-    port: int = Field(53, ge=1, le=65_535)
+    record_type: RecordType = Field("A", description="the record type asked for")
+    port: int = Field(53, ge=1, le=65_535, description="the resolver's port")
     expected_answers: list[str] | None = Field(
         None, max_length=MAX_ANSWERS,
         description="the exact answer set required; [] requires an empty answer",

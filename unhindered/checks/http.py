@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from unhindered.checks.base import CheckBase
-from unhindered.configfile import resolve_path
+from unhindered.configfile import ReadFile, resolve_path
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -19,9 +19,9 @@ HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
 
 
 class HttpCheck(CheckBase):
-    kind: Literal["http"]
+    kind: Literal["http"] = Field(description="an HTTP(S) request; target is the URL")
     # target: the URL, http:// or https://
-    method: Literal["GET", "HEAD"] = "GET"
+    method: Literal["GET", "HEAD"] = Field("GET", description="the request method")
     expected_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
         default_factory=lambda: list(range(200, 400)), min_length=1,
         description="statuses that count as success (of the last request of a redirect chain)",
@@ -29,10 +29,10 @@ class HttpCheck(CheckBase):
     body_regex: str | None = Field(
         None, description="regular expression searched in the body (decoded as UTF-8)"
     )
-    follow_redirects: bool = True
-    max_redirects: int = Field(5, ge=0, le=20)
+    follow_redirects: bool = Field(True, description="follow 3xx answers' Location")
+    max_redirects: int = Field(5, ge=0, le=20, description="redirects followed at most")
     tls_verify: bool = Field(True, description="verify the certificate chain and name")
-    ca_file: Path | None = Field(
+    ca_file: Annotated[Path | None, ReadFile()] = Field(
         None, description="PEM file of trusted CAs, replacing the system's"
     )
     headers: dict[str, str] = Field(

@@ -21,8 +21,9 @@ class IcmpSettings(BaseModel):
 
 
 class IcmpCheck(CheckBase):
-    kind: Literal["icmp"]
+    kind: Literal["icmp"] = Field(description="ICMP echo requests (ping)")
     count: int = Field(5, ge=1, le=100, description="echo requests per round")
     packet_interval_s: float = Field(
         0.5, ge=0.01, le=10, description="seconds between the requests of one round")
-    payload_bytes: int = Field(56, ge=16, le=1400)
+    payload_bytes: int = Field(56, ge=16, le=1400,
+                               description="bytes of payload in each echo request")

@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from unhindered.checks.base import CheckBase
-from unhindered.configfile import resolve_path
+from unhindered.configfile import ReadFile, resolve_path
 
 
 class TcpCheck(CheckBase):
-    kind: Literal["tcp"]
-    port: int = Field(ge=1, le=65_535)
+    kind: Literal["tcp"] = Field(description="a TCP connection, optionally a TLS handshake")
+    port: int = Field(ge=1, le=65_535, description="the TCP port to connect to")
     tls: bool = Field(False, description="do a TLS handshake after connecting")
     server_name: str | None = Field(
         None, min_length=1, max_length=253,
         description="TLS: name sent as SNI and verified; default the target",
     )
     tls_verify: bool = Field(True, description="TLS: verify the chain and the name")
-    ca_file: Path | None = Field(
+    ca_file: Annotated[Path | None, ReadFile()] = Field(
         None, description="TLS: PEM file of trusted CAs, replacing the system's"
     )
 

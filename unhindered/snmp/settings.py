@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from unhindered.configfile import resolve_path
+from unhindered.configfile import ReadFile, resolve_path
 
 UserName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")]
 MIN_KEY_CHARS = 8  # RFC 3414 11.2: pass phrases shorter than 8 characters are refused
@@ -54,8 +54,8 @@ def _secret(value: SecretStr | None, file: Path | None) -> str | None:
 
 def _secret_in_file(path: Path, info: ValidationInfo) -> tuple[Path, str | None]:
     """(the path relative to the config file, the secret in it as run will read it), so
-    that check-config refuses what run would. None when the file cannot be read here:
-    check-config may run where the secrets are not installed, and run says so itself."""
+    that check-config refuses what run would. None when the file cannot be read: loading
+    the config then reports it (ReadFile), naming the line."""
     path = resolve_path(path, info)
     try:
         return path, _secret(None, path)
@@ -75,11 +75,15 @@ class _FileRelative(_Section):
 class SnmpUser(_FileRelative):
     """An SNMPv3 user: authPriv with HMAC-SHA-256 and AES-128, keys as pass phrases."""
 
-    name: UserName
-    auth_key: SecretStr | None = Field(None, description="SHA-256 pass phrase")
-    auth_key_file: Path | None = Field(None, description="file holding it")
-    priv_key: SecretStr | None = Field(None, description="AES-128 pass phrase")
-    priv_key_file: Path | None = Field(None, description="file holding it")
+    name: UserName = Field(description="the SNMPv3 user name")
+    auth_key: SecretStr | None = Field(
+        None, description="HMAC-SHA-256 pass phrase, 8 characters or more; or auth_key_file")
+    auth_key_file: Annotated[Path | None, ReadFile(secret=True)] = Field(
+        None, description="file holding the authentication pass phrase")
+    priv_key: SecretStr | None = Field(
+        None, description="AES-128 pass phrase, 8 characters or more; or priv_key_file")
+    priv_key_file: Annotated[Path | None, ReadFile(secret=True)] = Field(
+        None, description="file holding the privacy pass phrase")
 
     @field_validator("auth_key_file", "priv_key_file")
     @classmethod
@@ -132,9 +136,9 @@ class NotificationTarget(_Section):
     """A manager that gets checkDown/checkUp/accessLost/accessRestored: the collector, or
     any other."""
 
-    name: UserName
+    name: UserName = Field(description="a name for this target, unique")
     address: str = Field(description="IP:PORT of the manager, e.g. 192.0.2.10:162")
-    version: Literal["v3", "v2c"] = "v3"
+    version: Literal["v3", "v2c"] = Field("v3", description="SNMP version")
     type: Literal["inform", "trap"] = Field(
         "inform", description="inform: acknowledged and retried; trap: sent once")
     user: UserName | None = Field(None, description="for v3: one of snmp.users")
@@ -152,14 +156,19 @@ class NotificationTarget(_Section):
 
 
 class SnmpSettings(_FileRelative):
-    agent: AgentSettings | None = Field(None, description="off unless set")
-    users: list[SnmpUser] = Field(default_factory=list)
+    agent: AgentSettings | None = Field(None, description="the agent; off unless set")
+    users: list[SnmpUser] = Field(default_factory=list,
+                                  description="SNMPv3 users (authPriv) of the agent and "
+                                              "of v3 notifications")
     community: SecretStr | None = Field(
         None, description="SNMPv2c community (read-only, and for v2c traps); not public")
-    community_file: Path | None = None
+    community_file: Annotated[Path | None, ReadFile(secret=True)] = Field(
+        None, description="file holding the community, instead of community")
     engine_id: Annotated[str, Field(pattern=r"^([0-9a-fA-F]{2}){5,32}$")] | None = Field(
         None, description="hex; default: derived by pysnmp at each start")
-    notify: list[NotificationTarget] = Field(default_factory=list)
+    notify: list[NotificationTarget] = Field(
+        default_factory=list, description="where checkDown/checkUp and accessLost/"
+                                          "accessRestored go on confirmed changes")
 
     @field_validator("community")
     @classmethod

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from collector.web.api.models import Enrolled, EnrollRequest, ErrorBody, ProbeChecks
 from collector.web.api.params import PREFIX
 from collector.web.api.routes import ENDPOINTS, Endpoint
+from unhindered.heartbeat import HEARTBEAT_PATH, Heartbeat
 from unhindered.measurement import Ack, Batch
 
 _ERRORS = {
@@ -90,6 +91,13 @@ def openapi_document() -> dict:
         "responses": {"200": _response("stored: every seq up to acked_through",
                                        {"$ref": _ref(Ack)}),
                       **_errors((400, 401, 403, 413, 422))}}
+    paths[HEARTBEAT_PATH] = {"post": {
+        "operationId": "heartbeat", "tags": ["probes"], "security": [{"probeCredential": []}],
+        "summary": "The probe is alive; sent when it sent nothing else for its heartbeat "
+                   "period (docs/protocol.md)",
+        "requestBody": {"required": False, "content": {"application/json": {
+            "schema": {"$ref": _ref(Heartbeat)}}}},
+        "responses": {"204": {"description": "heard"}, **_errors((400, 401, 422))}}}
     paths[f"{PREFIX}/enroll"] = {"post": {
         "operationId": "enroll", "tags": ["probes"], "security": [],
         "summary": "A new probe trades its one-time enrollment token for its credential",
@@ -109,7 +117,7 @@ def openapi_document() -> dict:
     models: list[tuple[type[BaseModel], str]] = [
         (ErrorBody, "serialization"), *[(e.response, "serialization") for e in ENDPOINTS],
         (Ack, "serialization"), (Enrolled, "serialization"), (ProbeChecks, "serialization"),
-        (Batch, "validation"), (EnrollRequest, "validation")]
+        (Batch, "validation"), (EnrollRequest, "validation"), (Heartbeat, "validation")]
     return {
         "openapi": "3.1.0",
         "info": {"title": "Unhindered collector API", "version": "1",
