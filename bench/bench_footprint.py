@@ -65,7 +65,6 @@ IMPORT_STEPS: list[tuple[str, str]] = [
     ("dnspython (unhindered.checks.dns)", "import dns.asyncquery, dns.message, dns.rdata"),
     ("urllib.request (probes.transport)", "import urllib.request"),
     ("prometheus_client (probes.selfmetrics)", "import prometheus_client"),
-    ("apscheduler (probes.app)", "from apscheduler.schedulers.asyncio import AsyncIOScheduler"),
     ("probes.checks, probes.config", "import probes.checks, probes.config"),
     ("probes.app (the rest)", "import probes.app"),
     # Only when a TLS check runs (tcp with tls, https):

@@ -5,23 +5,32 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from unhindered.timefmt import iso_utc
+
+# Libraries that log at INFO (or WARNING) during normal work, quieted unless --verbose:
+# Alembic says which database backend it found on every collector command, fontTools
+# reports every font subset while a PDF report renders.
+QUIET_LIBRARIES = {"alembic": logging.WARNING, "fontTools": logging.WARNING,
+                   "fpdf": logging.WARNING}
 
 
 class LoggingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    format: Literal["text", "json"] = "text"
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = Field(
+        "text", description="text for a terminal; json: one JSON object a line")
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="the least severe messages logged")
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": iso_utc(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -31,15 +40,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def setup(fmt: str = "text", level: str = "INFO") -> None:
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return iso_utc(record.created)
+
+
+def setup(fmt: str = "text", level: str = "INFO", verbose: bool = False) -> None:
+    """`verbose` logs at DEBUG, the libraries' messages included."""
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
-    # APScheduler logs every job run at INFO, and a round still confirming when its next
-    # run is due at WARNING; both are normal and would drown the probe's own messages.
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    root.setLevel(logging.DEBUG if verbose else level)
+    for name, quiet in QUIET_LIBRARIES.items():
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else quiet)
