@@ -63,7 +63,7 @@ IMPORT_STEPS: list[tuple[str, str]] = [
     ("unhindered.measurement", "import unhindered.measurement"),
     ("ssl (tcp/http checks, HTTPS)", "import ssl"),
     ("dnspython (unhindered.checks.dns)", "import dns.asyncquery, dns.message, dns.rdata"),
-    ("urllib.request (probes.transport)", "import urllib.request"),
+    ("http.client (probes.transport)", "import http.client"),
     ("prometheus_client (probes.selfmetrics)", "import prometheus_client"),
     ("probes.checks, probes.config", "import probes.checks, probes.config"),
     ("probes.app (the rest)", "import probes.app"),

@@ -29,15 +29,16 @@ from bench.bench_footprint import outbox_last_seq, wait_for_log
 from bench.common import PYTHON, BenchError, Goal, PartResult, icmp_check, table, write_probe_config
 from tests.support.lab.netns import Lab
 from tests.support.spine import COLLECTOR_PORT, Collector
+from unhindered.checks.base import CheckBase
 
 CHECKS = 10
-INTERVAL_S = 30.0  # the default interval_s of a check (unhindered/checks/base.py)
+INTERVAL_S = CheckBase.model_fields["interval_s"].default  # the shipped default
 WARMUP_S = 12.0  # start-up, and the first rounds' random offsets (up to 10 s)
 GOAL_BYTES_PER_HOUR = 1_000_000  # reporting traffic, 10 checks
 ETHERNET_HEADER = 14  # nft counts IP packets; the veth's counters count Ethernet frames
 TABLE = "uh_traffic"
 KINDS = ("measurement", "reporting", "other")
-WINDOW_S = 4 * INTERVAL_S  # 4 rounds of each check, about 8 batches and some heartbeats
+WINDOW_S = 12 * INTERVAL_S  # 12 rounds of each check, with their batches and heartbeats
 
 
 # --- TLS: the one place that decides how the probe reaches the collector -----------------
