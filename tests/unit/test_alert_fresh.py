@@ -31,23 +31,21 @@ def queued(pusher: AlertPusher) -> list[list[dict]]:
 def test_a_new_alert_is_posted_again_until_it_is_no_longer_fresh():
     clock = Clock()
     pusher = AlertPusher("http://127.0.0.1:9", resend_s=3_600, clock=clock)
-    posting = pusher._queue
-    pusher._queue = queue.Queue()  # the posting thread reads the other: nothing leaves
-    try:
-        pusher.observe("FRA", "*", "unknown", clock.now)
-        [first] = queued(pusher)
-        assert [a["labels"]["alertname"] for a in first] == ["MissionProbeSilent"]
-        clock.now += 1
-        pusher.reconcile()
-        [again] = queued(pusher)
-        assert again[0]["labels"] == first[0]["labels"]
-        assert again[0]["startsAt"] == first[0]["startsAt"]
-        clock.now += FRESH_S
-        pusher.reconcile()
-        assert queued(pusher) == []  # from now on, every resend_s only
-        pusher.observe("FRA", "*", "up", clock.now)
-        [ended] = queued(pusher)
-        assert ended[0]["labels"] == first[0]["labels"] and ended[0]["endsAt"] == iso(clock.now)
-    finally:
-        pusher._queue = posting
-        pusher.close()
+    # The posting thread stopped first: what is queued stays for the test to read, and
+    # nothing leaves (swapping its queue instead raced with the thread's first read).
+    pusher.close()
+    assert not pusher._thread.is_alive()
+    pusher.observe("FRA", "*", "unknown", clock.now)
+    [first] = queued(pusher)
+    assert [a["labels"]["alertname"] for a in first] == ["MissionProbeSilent"]
+    clock.now += 1
+    pusher.reconcile()
+    [again] = queued(pusher)
+    assert again[0]["labels"] == first[0]["labels"]
+    assert again[0]["startsAt"] == first[0]["startsAt"]
+    clock.now += FRESH_S
+    pusher.reconcile()
+    assert queued(pusher) == []  # from now on, every resend_s only
+    pusher.observe("FRA", "*", "up", clock.now)
+    [ended] = queued(pusher)
+    assert ended[0]["labels"] == first[0]["labels"] and ended[0]["endsAt"] == iso(clock.now)
