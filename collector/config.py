@@ -18,7 +18,7 @@ from collector.inventory.maintenance import TimeZoneName
 from collector.inventory.sites import Inventory, default_inventory, load_inventory
 from collector.snmp.settings import SnmpSettings
 from collector.state.hysteresis import Policy
-from unhindered.configfile import ReadFile, WriteFile, load_model, resolve_path
+from unhindered.configfile import ReadFile, WriteFile, load_model
 from unhindered.logsetup import LoggingSettings
 
 DEFAULT_PORT = 9640
@@ -62,11 +62,6 @@ class TlsSettings(_Section):
     @classmethod
     def _off(cls, value: object) -> object:
         return "off" if value is False else value  # YAML reads a bare off as false
-
-    @field_validator("cert_file", "key_file", "client_ca_file")
-    @classmethod
-    def _relative_to_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return None if value is None else resolve_path(value, info)
 
     @model_validator(mode="after")
     def _client_ca(self) -> TlsSettings:
@@ -240,13 +235,6 @@ class CollectorConfig(_Section):
     snmp: SnmpSettings = Field(SnmpSettings(), description="SNMP receiver and pollers "
                                                            "(docs/snmp-collector.md); off "
                                                            "unless set")
-
-
-    @field_validator("checks_file", "inventory")
-    @classmethod
-    def _relative_to_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return None if value is None else resolve_path(value, info)
-
 
     def load_inventory(self) -> Inventory:
         return default_inventory() if self.inventory is None else load_inventory(self.inventory)

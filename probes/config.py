@@ -11,7 +11,6 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -20,7 +19,7 @@ from probes.central import CentralSettings
 from probes.local import GATEWAY_CHECK_ID, RESOLVER_CHECK_ID, LocalSettings
 from unhindered.checks import CheckConfig
 from unhindered.checks.icmp import IcmpSettings
-from unhindered.configfile import ReadFile, WriteFile, load_model, resolve_path
+from unhindered.configfile import ReadFile, WriteFile, load_model
 from unhindered.logsetup import LoggingSettings
 from unhindered.measurement import Identifier, MissionCode
 from unhindered.snmp.settings import SnmpSettings
@@ -74,21 +73,11 @@ class CollectorSettings(_Section):
     client_key_file: Annotated[Path | None, ReadFile(secret=True)] = Field(
         None, description="the client certificate's private key (PEM, unencrypted, mode 0600)")
 
-    @field_validator("ca_file", "client_cert_file", "client_key_file")
-    @classmethod
-    def _tls_relative_to_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return None if value is None else resolve_path(value, info)
-
     @model_validator(mode="after")
     def _client_pair(self) -> CollectorSettings:
         if (self.client_cert_file is None) != (self.client_key_file is None):
             raise ValueError("set both client_cert_file and client_key_file, or neither")
         return self
-
-    @field_validator("token_file", "enrollment_token_file")
-    @classmethod
-    def _relative_to_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return None if value is None else resolve_path(value, info)
 
     @model_validator(mode="after")
     def _one_token(self) -> CollectorSettings:
@@ -163,11 +152,6 @@ class ProbeConfig(_Section):
     logging: LoggingSettings = Field(LoggingSettings(), description="log format and level")
     snmp: SnmpSettings | None = Field(
         None, description="the SNMP agent and notifications (docs/snmp.md); off unless set")
-
-    @field_validator("outbox")
-    @classmethod
-    def _relative_to_file(cls, value: Path, info: ValidationInfo) -> Path:
-        return resolve_path(value, info)
 
     @model_validator(mode="after")
     def _something_to_measure(self) -> ProbeConfig:

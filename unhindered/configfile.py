@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, GetCoreSchemaHandler, ValidationError
 from pydantic.fields import FieldInfo
+from pydantic_core import core_schema
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -37,8 +38,19 @@ class ConfigError(Exception):
             f"  {p}" for p in problems))
 
 
+class _RelativeToConfig:
+    """What every file marker also does: a relative path is read relative to the config
+    file (resolve_path), so no model repeats that validator."""
+
+    def __get_pydantic_core_schema__(self, source: Any,
+                                     handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.with_info_after_validator_function(
+            lambda value, info: resolve_path(value, info) if isinstance(value, Path) else value,
+            handler(source))
+
+
 @dataclass(frozen=True)
-class ReadFile:
+class ReadFile(_RelativeToConfig):
     """Marks a Path setting (`Annotated[Path | None, ReadFile()]`) naming a file the
     program reads: loading the config checks that it exists and that the current user can
     read it, so that neither check-config nor run gets further with a file run cannot use.
@@ -54,7 +66,7 @@ class ReadFile:
 
 
 @dataclass(frozen=True)
-class WriteFile:
+class WriteFile(_RelativeToConfig):
     """Marks a setting naming a file the program creates or writes (an SQLite database):
     its directory must exist and be writable by the current user, and the file, if it
     exists, writable too. Directories are never created for the operator: the systemd

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
+from collector.config import sqlite_file
 
 SERVICE_USER_VARIABLE = "UNHINDERED_SERVICE_USER"
 DEFAULT_SERVICE_USER = "unhindered"
@@ -40,7 +40,8 @@ def require_service_user(database_url: str, argv: Sequence[str] | None = None,
     if service.pw_uid == 0:
         return
     reasons = []
-    database = _sqlite_file(database_url)
+    database = sqlite_file(database_url)
+    database = None if database is None else database.absolute()
     if database is not None:
         try:
             owner = database.stat().st_uid
@@ -61,15 +62,6 @@ def require_service_user(database_url: str, argv: Sequence[str] | None = None,
         + "".join(f"  {reason};\n" for reason in reasons)
         + f"  the service, running as {name}, could not use a file that root owns. "
         f"({SERVICE_USER_VARIABLE}=USER names another service user.)")
-
-
-def _sqlite_file(database_url: str) -> Path | None:
-    url = make_url(database_url)
-    database = url.database
-    if url.get_backend_name() != "sqlite" or not database or database == ":memory:" \
-            or database.startswith("file:"):
-        return None
-    return Path(database).absolute()
 
 
 def _user_name(uid: int) -> str:

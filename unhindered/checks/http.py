@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from unhindered.checks.base import CheckBase
-from unhindered.configfile import ReadFile, resolve_path
+from unhindered.configfile import ReadFile
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
-
 
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
 
@@ -74,11 +73,6 @@ class HttpCheck(CheckBase):
             if not text.isascii() or any(c in text for c in "\r\n\0"):
                 raise ValueError(f"header {name}: the value must be ASCII on one line")
         return value
-
-    @field_validator("ca_file")
-    @classmethod
-    def _relative_to_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return None if value is None else resolve_path(value, info)
 
     @model_validator(mode="after")
     def _head_has_no_body(self) -> HttpCheck:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from unhindered.checks.base import CheckBase
-from unhindered.configfile import ReadFile, resolve_path
+from unhindered.configfile import ReadFile
 
 
 class TcpCheck(CheckBase):
@@ -23,11 +23,6 @@ class TcpCheck(CheckBase):
     ca_file: Annotated[Path | None, ReadFile()] = Field(
         None, description="TLS: PEM file of trusted CAs, replacing the system's"
     )
-
-    @field_validator("ca_file")
-    @classmethod
-    def _relative_to_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return None if value is None else resolve_path(value, info)
 
     @model_validator(mode="after")
     def _tls_fields_need_tls(self) -> TcpCheck:
