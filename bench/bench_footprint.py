@@ -65,10 +65,10 @@ IMPORT_STEPS: list[tuple[str, str]] = [
     ("dnspython (unhindered.checks.dns)", "import dns.asyncquery, dns.message, dns.rdata"),
     ("http.client (probes.transport)", "import http.client"),
     ("prometheus_client (probes.selfmetrics)", "import prometheus_client"),
-    ("probes.checks, probes.config", "import probes.checks, probes.config"),
+    ("unhindered.probing, probes.config", "import unhindered.probing, probes.config"),
     ("probes.app (the rest)", "import probes.app"),
     # Only when a TLS check runs (tcp with tls, https):
-    ("cryptography (probes.checks.tls, on first use)", "from cryptography import x509"),
+    ("cryptography (unhindered.probing.tls, on first use)", "from cryptography import x509"),
 ]
 IMPORT_SCRIPT = """
 import json, re, sys

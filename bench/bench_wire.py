@@ -468,7 +468,7 @@ def time_collector(bodies: list[bytes], repeats: int) -> dict[str, dict[str, lis
 
 def time_probe(bodies: list[bytes], repeats: int) -> dict[str, dict[str, list[float]]]:
     """The probe's side, per result: a validated measurement built from the check's
-    figures (pydantic: the constructors, as probes/checks do; msgspec: msgspec.convert,
+    figures (pydantic: the constructors, as unhindered/probing do; msgspec: msgspec.convert,
     since a Struct's constructor checks no types or constraints), then encoded for the
     outbox (encode_result against msgspec.json.encode)."""
     from unhindered.measurement import (

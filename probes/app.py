@@ -17,7 +17,6 @@ from pathlib import Path
 
 from probes import config as probe_config
 from probes.central import CentralChecks, merge
-from probes.checks import CheckBase, icmp
 from probes.checkstate import CheckStates
 from probes.config import ProbeConfig
 from probes.enroll import credential
@@ -29,6 +28,7 @@ from probes.schedule import Scheduler
 from probes.selfmetrics import ProbeMetrics
 from unhindered.configfile import ConfigError
 from unhindered.measurement import AnyMeasurement, CheckList
+from unhindered.probing import CheckBase, icmp
 
 log = logging.getLogger(__name__)
 METRICS_REFRESH_S = 2.0  # how fresh the outbox figures in the probe's /metrics are

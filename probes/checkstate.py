@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
 
-from probes.checks import CheckBase
 from unhindered.measurement import AnyMeasurement
+from unhindered.probing import CheckBase
 
 log = logging.getLogger(__name__)
 LOCAL_GROUP = "local"  # the probe's own side: left out of the mission's access state

@@ -7,9 +7,9 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from probes.checks import KINDS, CheckBase, CheckOutcome, icmp
 from probes.config import ProbeConfig
 from unhindered.measurement import AnyMeasurement, FailureReason, clean_text
+from unhindered.probing import KINDS, CheckBase, CheckOutcome, icmp
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from probes.checks import icmp
 from probes.outbox import OutboxStats
 from probes.reporters.http_push import HttpPusher
+from unhindered.probing import icmp
 
 if TYPE_CHECKING:
     from probes.app import Probe

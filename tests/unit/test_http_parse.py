@@ -17,11 +17,11 @@ from pydantic import ValidationError
 
 from probes import config as probe_config
 from probes import rounds
-from probes.checks import KINDS, http, tls
 from tests.support.lab.certs import make_certs
 from unhindered.checks.http import HttpCheck
 from unhindered.checks.tcp import TcpCheck
 from unhindered.measurement import FailureReason, encode_result, read_measurement, with_seq
+from unhindered.probing import KINDS, http, tls
 
 
 def check(**fields) -> HttpCheck:

@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from probes.checks.icmp import _outcome, _Request, _Round
 from unhindered.checks.icmp import IcmpCheck
+from unhindered.probing.icmp import _outcome, _Request, _Round
 
 CHECK = IcmpCheck(id="c", kind="icmp", target="192.0.2.1", count=4, timeout_s=1)
 

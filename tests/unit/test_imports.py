@@ -40,6 +40,7 @@ CORE_BASE_DEPS = {"pydantic", "pydantic_core", "yaml", "dns"}
 CORE_DEFERRED = {
     "babel",  # unhindered.i18n, the collector's text (collector extra)
     "pysnmp",  # unhindered.snmp.mibs, the SNMP agent and receiver (both extras)
+    "cryptography",  # unhindered.probing.tls, reading a certificate (both extras)
     "pysmi",  # unhindered.snmp.mibcompile, at build time (build requirement) and in tests
 }
 
@@ -333,7 +334,7 @@ def test_probe_start_imports_nothing_heavy_it_does_not_use():
 
 def test_check_settings_load_no_check_runtime():
     """Validating a config (unhindered.checks and every kind's settings) loads none of the
-    probe's check code (probes.checks.*) nor the programs' heavy libraries."""
+    probe's check code (unhindered.probing.*) nor the programs' heavy libraries."""
     code = ("import json, pkgutil, sys, importlib, unhindered.checks as c; "
             "[importlib.import_module(m.name) for m in pkgutil.iter_modules(c.__path__, "
             "'unhindered.checks.')]; print(json.dumps(sorted(sys.modules)))")
@@ -341,5 +342,6 @@ def test_check_settings_load_no_check_runtime():
                                         text=True, check=True, cwd=ROOT).stdout)
     assert "unhindered.checks.dns" in modules
     forbidden = ("probes", "collector", "pysnmp", "aiohttp", "sqlalchemy")
-    loaded = [m for m in modules if m.split(".")[0] in forbidden]
+    loaded = [m for m in modules if m.split(".")[0] in forbidden
+              or m.startswith("unhindered.probing")]
     assert not loaded, f"importing unhindered.checks loaded {loaded}"

@@ -1,6 +1,6 @@
 """The check kinds' settings, one module each (like blackbox_exporter's config/ beside its
 prober/): what the probe's config and the centre's check lists hold. Validating a config
-imports only these, never a check's run-time code (probes/checks/)."""
+imports only these, never a check's run-time code (unhindered/probing/)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The dns check's settings, and the form answers are compared in (canonical, normalise),
 shared by whatever compares answers. Uses dnspython's parsers (names, record data) so that
 a config is refused for exactly what the check could not compare; its query machinery is
-the probe's (probes/checks/dns.py)."""
+the probe's (unhindered/probing/dns.py)."""
 
 from __future__ import annotations
 

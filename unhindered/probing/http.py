@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
-from probes.checks import tcp, tls
-from probes.checks.base import CheckOutcome, IPAddress, ResolveError, resolve
 from unhindered.checks.http import DEFAULT_PORTS, HEADER_NAME, HttpCheck
 from unhindered.measurement import FailureReason, HttpFigures, clean_text
+from unhindered.probing import tcp, tls
+from unhindered.probing.base import CheckOutcome, IPAddress, ResolveError, resolve
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 NO_BODY_STATUSES = frozenset({204, 304})

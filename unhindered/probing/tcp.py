@@ -8,10 +8,10 @@ import errno
 import socket
 import time
 
-from probes.checks import tls
-from probes.checks.base import CheckOutcome, IPAddress, ResolveError, resolve
 from unhindered.checks.tcp import TcpCheck
 from unhindered.measurement import FailureReason, TcpFigures
+from unhindered.probing import tls
+from unhindered.probing.base import CheckOutcome, IPAddress, ResolveError, resolve
 
 _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
 

@@ -1,6 +1,10 @@
 """Check kinds: one module each, all with the same signature
 ``async def run(check: <Kind>Check) -> CheckOutcome``, registered here. Their settings
-are the shared core's (unhindered/checks/)."""
+live apart (unhindered/checks/), so that validating a config loads none of this.
+
+In the shared core, not in the probe: the collector's control measurements
+(collector/control/) run the same code from the centre, so that a mission's view and
+the centre's differ only by where they were measured, never by how."""
 
 from __future__ import annotations
 
@@ -10,8 +14,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from probes.checks import dns, http, icmp, tcp
-from probes.checks.base import CheckOutcome
 from unhindered.checks import CheckBase, DnsCheck, HttpCheck, IcmpCheck, TcpCheck
 from unhindered.measurement import (
     DnsMeasurement,
@@ -20,6 +22,8 @@ from unhindered.measurement import (
     TcpFigures,
     TcpMeasurement,
 )
+from unhindered.probing import dns, http, icmp, tcp
+from unhindered.probing.base import CheckOutcome
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,9 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Literal
 
-from probes.checks.base import CheckOutcome, ResolveError, resolve
 from unhindered.checks.icmp import IcmpCheck, IcmpSettings
 from unhindered.measurement import FailureReason, IcmpFigures
+from unhindered.probing.base import CheckOutcome, ResolveError, resolve
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
-from probes.checks.base import CheckOutcome
 from unhindered.checks.dns import MAX_ANSWERS, DnsCheck, canonical, normalise
 from unhindered.measurement import DnsFigures, FailureReason
+from unhindered.probing.base import CheckOutcome
 
 # The EDNS payload we advertise: the DNS Flag Day 2020 size, which fits an unfragmented
 # packet on practically every path. Larger answers arrive truncated and are fetched over
