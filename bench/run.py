@@ -25,6 +25,7 @@ from bench import (
     bench_collector,
     bench_footprint,
     bench_input_cost,
+    bench_outage_timing,
     bench_replay,
     bench_report,
     bench_rtt,
@@ -38,13 +39,14 @@ from bench.common import PartResult, table
 from tests.support.lab.netns import unavailable_reason
 
 PARTS = ("rtt", "footprint", "traffic", "sweep", "ingest", "render", "snmp", "alerts", "report",
-         "wire", "input-cost", "replay")
+         "wire", "input-cost", "replay", "outage-timing")
 # report: about 11 minutes; wire: a library the project does not use (msgspec);
 # input-cost: this tree against an older revision, about 6 runs of ingest;
 # replay: likewise, 4 collectors each rebuilding 6 days of a mission's history
-ON_DEMAND = ("report", "wire", "input-cost", "replay")
+# outage-timing: cuts of known length at the 10 s default, about 9 minutes
+ON_DEMAND = ("report", "wire", "input-cost", "replay", "outage-timing")
 # These build a network lab: root, ip, nft.
-LAB_PARTS = ("rtt", "footprint", "traffic", "sweep", "alerts")
+LAB_PARTS = ("rtt", "footprint", "traffic", "sweep", "alerts", "outage-timing")
 
 
 def version(argv: list[str]) -> str:
@@ -113,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--missions", type=int, default=bench_report.MISSIONS,
                         help=f"report: missions in the synthetic year "
                              f"({bench_report.MISSIONS})")
+    parser.add_argument("--quick", action="store_true",
+                        help="outage-timing: 3 cuts instead of 8")
     args = parser.parse_args(argv)
     parts = args.parts or [p for p in PARTS if p not in ON_DEMAND]
     unknown = [p for p in parts if p not in PARTS]
@@ -137,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                                                             current=args.current),
         "snmp": _snmp,
         "replay": lambda: bench_replay.run(args.replay_baseline),
+        "outage-timing": lambda: bench_outage_timing.run(3 if args.quick else 8),
     }
     print(f"Unhindered probe benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print(f"machine: {machine()}; load average: {load()}")

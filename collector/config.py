@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from collector.control.settings import ControlSettings
 from collector.inventory.maintenance import TimeZoneName
 from collector.inventory.sites import Inventory, default_inventory, load_inventory
 from collector.snmp.settings import SnmpSettings
@@ -235,6 +236,10 @@ class CollectorConfig(_Section):
     snmp: SnmpSettings = Field(SnmpSettings(), description="SNMP receiver and pollers "
                                                            "(docs/snmp-collector.md); off "
                                                            "unless set")
+    control: ControlSettings = Field(ControlSettings(),
+                                     description="the centre's control measurements of the "
+                                                 "probes' targets (docs/control.md); off "
+                                                 "unless enabled")
 
     def load_inventory(self) -> Inventory:
         return default_inventory() if self.inventory is None else load_inventory(self.inventory)

@@ -23,6 +23,7 @@ from collector.inventory.central import CentralChecks
 from collector.metrics.exposition import Metrics, RenderedMetrics
 from collector.state.fleet import FleetState
 from collector.state.timeline import Timelines
+from collector.store import paths as stored_paths
 from collector.store.database import Store, Stored
 from collector.store.rollups import Rollups
 from collector.store.writer import WriterLock
@@ -61,6 +62,7 @@ class Collector:
         self.background: list[asyncio.Task] = []
         self._replays_wanted = asyncio.Event()  # set when late rounds left a replay pending
         self.snmp = None  # collector.snmp.service.SnmpService, when configured
+        self.control = None  # collector.control.runner.ControlRunner, when enabled
 
     async def in_db(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.db_thread, fn, *args)
@@ -73,9 +75,13 @@ class Collector:
         stored = await self.in_db(self.store.store_batch, batch, received, version)
         await self.in_db(self.timelines.hear, batch.probe_id, received)
         new, duplicates = stored.new, stored.duplicates
+        if any(m.path is not None for m in new):  # the paths the probes recorded (docs/path.md)
+            await self.in_db(stored_paths.store_paths, self.store, new, received)
         # Acknowledged from here on: the results are committed. States follow from them.
         for m in new:
             self.state.apply(m)
+            if not m.ok and self.control is not None:  # the centre looks at once
+                self.control.note_failure(m.mission, m.check_id, m.started_at.timestamp())
         if self.pusher is not None:  # a backlog's alerts wait for its end (alerting/push.py)
             self.pusher.note_backlog(batch.mission, batch.probe_id, batch.backlog)
         if new:
@@ -153,7 +159,8 @@ class Collector:
                                             lambda: self.rollups.run(time.time()))),
             asyncio.create_task(self._every(
                 PRUNE_PERIOD_S, "pruning raw results",
-                lambda: self.rollups.prune(time.time(), retention_s, minute_retention_s))),
+                lambda: (self.rollups.prune(time.time(), retention_s, minute_retention_s),
+                         stored_paths.prune(self.store, time.time() - retention_s)))),
             asyncio.create_task(self._replays()),
         ]
         if self.pusher is not None:  # a fleet-wide outage's hold ends with time, not a change
@@ -163,10 +170,28 @@ class Collector:
             from collector.snmp.service import SnmpService  # pysnmp loads only when used
             self.snmp = SnmpService(config.snmp, self)
             await self.snmp.start()
+        if config.control.enabled:
+            await self._start_control(retention_s)
+
+    async def _start_control(self, retention_s: float) -> None:
+        from collector.control.plan import FleetCheck  # the check code loads only when used
+        from collector.control.runner import ControlRunner
+
+        def fleet() -> list[FleetCheck]:
+            return [FleetCheck(c.mission, c.check_id, c.probe_id, c.kind, c.target)
+                    for c in self.state.checks.values()]
+
+        self.control = ControlRunner(
+            self.config.control, self.store, self.in_db, fleet,
+            self.central.for_probe if self.central is not None else None,
+            self.metrics.registry, retention_s)
+        await self.control.start()
 
     async def stop(self) -> None:
         for task in self.background:
             task.cancel()
+        if self.control is not None:
+            await self.control.stop()
         self.metrics.runtime.stop()
         if self.snmp is not None:
             await self.snmp.stop()

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import errno
 import logging
-import random
 import signal
 import sys
 import time
@@ -17,11 +16,12 @@ from pathlib import Path
 
 from probes import config as probe_config
 from probes.central import CentralChecks, merge
-from probes.checkstate import CheckStates
+from probes.checkstate import Change, CheckStates, State
 from probes.config import ProbeConfig
 from probes.enroll import credential
 from probes.local import LocalContext
 from probes.outbox import MIB, Outbox
+from probes.path.runner import PathRecorder
 from probes.reporters.http_push import HttpPusher
 from probes.rounds import measure
 from probes.schedule import Scheduler
@@ -53,7 +53,10 @@ class Probe:
         self._last_ok: dict[str, bool] = {}
         self._local_run: asyncio.Future | None = None
         self._local_run_started = 0.0
+        self._confirming: set[asyncio.Future] = set()  # local checks' confirmations
         self.states = CheckStates()  # newest rounds and confirmed states (SNMP reads them)
+        self.paths = PathRecorder(config.path)
+        self.states.listeners.append(self._on_change)
         self.started = time.monotonic()
         self.snmp = None  # probes.snmp.service.SnmpService when configured
 
@@ -70,24 +73,36 @@ class Probe:
         self.metrics.round_seconds.labels(check.id).set(m.duration_s)
         if check.group == "local":
             self.local.note(m)
-        elif not m.ok:
+        elif not m.ok or self.local.recheck_on_success(
+                recovered=self._last_ok.get(check.id) is False):
             await self._check_local_side(started)
         if check.group != "local":
             m = m.model_copy(update={"local_ok": self.local.healthy()})
         return m
 
     async def _check_local_side(self, since: float) -> None:
-        """A round failed: is it the target, or our own side? Unless the local checks ran
-        since that round began, run them now; failures at the same moment share one run."""
+        """A round failed (or succeeded while the local side was last seen failing): is it
+        the target, or our own side? Unless the local checks ran since that round began,
+        run them now; rounds at the same moment share one run. Only their first round is
+        waited for; their confirmation rounds go on in the background."""
         if not self.local.stale(since):
             return
         if self._local_run is None or self._local_run_started < since:
             self._local_run_started = time.monotonic()
             self._local_run = asyncio.ensure_future(asyncio.gather(
-                *(self.run_round(c) for c in self.local.checks)))
+                *(self._local_round(c) for c in self.local.checks)))
         await asyncio.shield(self._local_run)
 
+    async def _local_round(self, check: CheckBase) -> None:
+        started = time.monotonic()
+        m = await self._measure(check)
+        await self._record(m)
+        task = asyncio.ensure_future(self._confirm(check, m, started))
+        self._confirming.add(task)  # a reference, so the task is not collected mid-way
+        task.add_done_callback(self._confirming.discard)
+
     async def _record(self, m: AnyMeasurement) -> None:
+        m = self.paths.attach(m)  # a path recorded since the check's previous result
         seq = await self.outbox.append(m)  # None: not stored (full disk), and counted
         # Seq 0 for a result that has none: the SNMP poller then leaves it out, rather
         # than storing it under another result's seq.
@@ -97,11 +112,36 @@ class Probe:
         # A round beyond the mission's own network that succeeded: the way to the centre
         # may work again, which cuts a push back-off short (docs/protocol.md).
         self.pusher.wake(success=m.ok and m.group != "local")
+        self.paths.after_round(m)
+
+    def _on_change(self, change: Change) -> None:
+        # A confirmed failure: where does the way to the target stop? (docs/path.md)
+        if change.check is not None and change.new == State.DOWN:
+            self.paths.failed(change.check.check_id)
 
     async def run_round(self, check: CheckBase) -> None:
         started = time.monotonic()
         m = await self._measure(check)
         await self._record(m)
+        await self._confirm(check, m, started)
+        # While the check fails, its rounds come every retry_interval_s: the collector
+        # places the outage's end from them (docs/states.md). The schedule's runs are
+        # skipped meanwhile (this round is under way). Not the local checks: a failing
+        # round waits for them (_check_local_side).
+        retry = check.retry_interval_s
+        while (0 < retry < check.interval_s and check.group != "local"
+               and self._last_ok.get(check.id) is False):
+            await asyncio.sleep(max(0.0, started + retry - time.monotonic()))
+            if not self._runs(check) or check not in self._all_checks():
+                return  # removed or changed meanwhile (a reload): its schedule goes on
+            started = time.monotonic()
+            m = await self._measure(check)
+            await self._record(m)
+            await self._confirm(check, m, started)
+
+    async def _confirm(self, check: CheckBase, m: AnyMeasurement, started: float) -> None:
+        """After round `m` (begun at monotonic `started`): confirmation rounds when its
+        outcome changed, else the state it confirms."""
         previous = self._last_ok.get(check.id)
         self._last_ok[check.id] = m.ok
         changed = (not m.ok) if previous is None else (m.ok != previous)
@@ -110,12 +150,17 @@ class Probe:
             return
         # The outcome changed: confirm it within seconds instead of waiting a whole
         # interval, so the collector can change state quickly and only when it is real.
-        newest = m
+        # Each starts confirm_interval_s after the round before it started, or as soon as
+        # that one ended if later: a failing round mostly waits out its timeout, and
+        # waiting the interval again after it only delays the news (cut to e-mail).
+        newest, previous_start = m, started
         for _ in range(check.confirm_count):
-            await asyncio.sleep(check.confirm_interval_s)
+            await asyncio.sleep(max(0.0, previous_start + check.confirm_interval_s
+                                    - time.monotonic()))
             if not self._runs(check):
                 break  # removed meanwhile (a reload): no round after it was retired
             self.metrics.confirmations.labels(check.id).inc()
+            previous_start = time.monotonic()
             again = await self._measure(check, confirmation=started)
             await self._record(again)
             self._last_ok[check.id] = again.ok
@@ -156,16 +201,17 @@ class Probe:
         now = datetime.now(UTC)
         self.scheduler.clear()
         self.states.configure(self._all_checks())
+        self.paths.configure(self._all_checks())
         ids = list(dict.fromkeys(c.id for c in self._all_checks()))
         if self.pusher.check_list is None or set(self.pusher.check_list.ids) != set(ids):
             # Sent with every batch: the collector retires the checks left out from now
             # on, and counts their rounds from before (docs/states.md).
             self.pusher.check_list = CheckList(since=now, ids=ids)
         for check in self._all_checks():
-            # A random start spreads the rounds so checks and probes do not fire together.
-            self.scheduler.every(check.id, check.interval_s,
-                                 random.uniform(0, min(check.interval_s, 10)),
-                                 partial(self.run_round, check))
+            # On the probe's grid: rounds of one interval start together and share a
+            # commit and a push; the probe's random phase keeps probes apart.
+            self.scheduler.on_grid(check.id, check.interval_s,
+                                   partial(self.run_round, check))
 
     # --- configuration reload (SIGHUP) ---
 
@@ -192,6 +238,7 @@ class Probe:
                         "at the next restart")
         self.config = new
         self.pusher.reconfigure(new.collector, token)
+        self.paths.reconfigure(new.path)
         self.local = LocalContext(new.local)
         self.schedule()
         self.metrics.reloads.labels("applied").inc()
@@ -248,6 +295,7 @@ class Probe:
         await asyncio.wait([pusher, done], return_when=asyncio.FIRST_COMPLETED)
         # The rounds under way are cut short: their results so far are in the outbox.
         await self.scheduler.stop()
+        await self.paths.close()
         failed = pusher.exception() if pusher.done() and not pusher.cancelled() else None
         if self.snmp is not None:
             await self.snmp.stop()

@@ -17,6 +17,7 @@ from pydantic import (
 
 from probes.central import CentralSettings
 from probes.local import GATEWAY_CHECK_ID, RESOLVER_CHECK_ID, LocalSettings
+from probes.path.settings import PathSettings
 from unhindered.checks import CheckConfig
 from unhindered.checks.icmp import IcmpSettings
 from unhindered.configfile import ReadFile, WriteFile, load_model
@@ -152,6 +153,9 @@ class ProbeConfig(_Section):
     logging: LoggingSettings = Field(LoggingSettings(), description="log format and level")
     snmp: SnmpSettings | None = Field(
         None, description="the SNMP agent and notifications (docs/snmp.md); off unless set")
+    path: PathSettings = Field(
+        PathSettings(), description="recording the path to a check's target when it fails "
+                                    "and as a daily baseline (docs/path.md)")
 
     @model_validator(mode="after")
     def _something_to_measure(self) -> ProbeConfig:

@@ -2,7 +2,9 @@
 
 A target that fails while the mission's own gateway does not answer either is a fault
 inside the mission, not an Internet outage. The probe checks both on a schedule, again
-at once when another check fails, and stamps every result with `local_ok`.
+at once when another check fails or succeeds while the local side was last seen failing,
+and stamps every result with `local_ok`. Like any check, a local one that changes outcome
+is confirmed within seconds, so that its own state follows the gateway's promptly.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from unhindered.checks.base import CheckBase
 from unhindered.checks.dns import DnsCheck
 from unhindered.checks.icmp import IcmpCheck
 from unhindered.measurement import AnyMeasurement
+from unhindered.probing.base import RESOLV_CONF, first_nameserver
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +72,9 @@ def default_gateway(route_v4: Path = Path("/proc/net/route"),
     return None
 
 
-def system_resolver(resolv_conf: Path = Path("/etc/resolv.conf")) -> str | None:
-    try:
-        for line in resolv_conf.read_text().splitlines():
-            fields = line.split()
-            if len(fields) >= 2 and fields[0] == "nameserver":
-                return str(ipaddress.ip_address(fields[1].split("%")[0]))
-    except (OSError, ValueError):
-        pass
-    return None
+def system_resolver(resolv_conf: Path = RESOLV_CONF) -> str | None:
+    # The same reading as the resolver named in the tcp/http figures.
+    return first_nameserver(resolv_conf)
 
 
 class LocalContext:
@@ -89,17 +86,17 @@ class LocalContext:
         if gateway and gateway != "none":
             self.checks.append(IcmpCheck(
                 id=GATEWAY_CHECK_ID, kind="icmp", group="local", target=gateway,
-                interval_s=settings.interval_s, timeout_s=1, count=3, packet_interval_s=0.2,
-                confirm_count=0))
+                interval_s=settings.interval_s, timeout_s=1, count=3, packet_interval_s=0.2))
         elif settings.gateway == "auto":
             log.warning("no default gateway found: the local side is not checked for it")
         if resolver and resolver != "none":
             self.checks.append(DnsCheck(
                 id=RESOLVER_CHECK_ID, kind="dns", group="local", target=resolver,
                 name=settings.resolver_name, record_type="NS",
-                interval_s=settings.interval_s, timeout_s=2, confirm_count=0))
+                interval_s=settings.interval_s, timeout_s=2))
         # check id -> (ok, monotonic time its round started)
         self._latest: dict[str, tuple[bool, float]] = {}
+        self._success_recheck = float("-inf")  # monotonic; see recheck_on_success()
 
     def note(self, m: AnyMeasurement) -> None:
         if m.check_id in (GATEWAY_CHECK_ID, RESOLVER_CHECK_ID):
@@ -109,6 +106,24 @@ class LocalContext:
         """Local checks with no round started at or after `since` (monotonic): what a
         failure that began then must check again to know whose fault it was."""
         return [c for c in self.checks if self._latest.get(c.id, (False, -1e18))[1] < since]
+
+    def recheck_on_success(self, recovered: bool) -> bool:
+        """A round beyond the mission succeeded (`recovered`: its check's previous round
+        had failed): whether to re-check the local side before stamping it. Yes when that
+        side was last seen failing, for that verdict may be up to an interval old, and
+        local_ok must be true evidence: rounds that reach their target again after a
+        gateway fault must not carry the fault. The success alone is no proof: it shows
+        the gateway forwards, not that the resolver answers. A recovery always re-checks;
+        other successes at most once per interval_s, so that a resolver that stays down
+        while targets answer costs one extra local round per interval, not one per round
+        of every check."""
+        if self.healthy() is not False:
+            return False
+        now = time.monotonic()
+        if not recovered and now - self._success_recheck < self.settings.interval_s:
+            return False
+        self._success_recheck = now
+        return True
 
     def healthy(self) -> bool | None:
         """None when nothing local is checked or measured yet."""

@@ -8,7 +8,13 @@ import time
 from datetime import UTC, datetime
 
 from probes.config import ProbeConfig
-from unhindered.measurement import AnyMeasurement, FailureReason, clean_text
+from unhindered.measurement import (
+    TIME_DIGITS,
+    AnyMeasurement,
+    FailureReason,
+    clean_text,
+    to_microseconds,
+)
 from unhindered.probing import KINDS, CheckBase, CheckOutcome, icmp
 
 log = logging.getLogger(__name__)
@@ -36,13 +42,13 @@ async def measure(
         target=check.target,
         ip_version=outcome.ip_version,
         started_at=started_at,
-        duration_s=time.perf_counter() - started,
+        duration_s=round(time.perf_counter() - started, TIME_DIGITS),
         ok=outcome.ok,
         reason=outcome.reason,
         # Every check's detail passes here: what a server answered (a status line, an
         # error's text) may hold control characters, which the wire refuses.
         detail=None if outcome.detail is None else clean_text(outcome.detail, 500),
-        figures=outcome.figures,
+        figures=to_microseconds(outcome.figures),
         confirmation=confirmation,
         interval_s=check.interval_s,
     )

@@ -18,6 +18,7 @@ import contextlib
 import http.client
 import json
 import select
+import socket
 import ssl
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,6 +47,24 @@ def _closed(scheme: str) -> str:
             "client certificates (mutual TLS), set collector.client_cert_file and "
             "collector.client_key_file to a certificate signed by the CA in its "
             "tls.client_ca_file; otherwise see the collector's log")
+
+
+@contextlib.contextmanager
+def _corked(sock: socket.socket | None):
+    """http.client writes a request's head and its body in two calls: on a connection
+    with TCP_NODELAY (which http.client sets) that is two segments, and an ACK for each, on
+    every push and heartbeat. Corked, the kernel sends them as one (Linux's TCP_CORK;
+    elsewhere, as before)."""
+    cork = getattr(socket, "TCP_CORK", None)
+    if sock is None or cork is None:
+        yield
+        return
+    sock.setsockopt(socket.IPPROTO_TCP, cork, 1)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # the connection failed meanwhile
+            sock.setsockopt(socket.IPPROTO_TCP, cork, 0)
 
 
 class TransportError(Exception):
@@ -159,7 +178,8 @@ class Transport:
     def _exchange(self, origin: _Origin, connection: http.client.HTTPConnection, method: str,
                   target: str, body: bytes | None, headers: dict[str, str]) -> Answer:
         try:
-            connection.request(method, target, body=body, headers=headers)
+            with _corked(connection.sock):
+                connection.request(method, target, body=body, headers=headers)
             response = connection.getresponse()
             data = response.read(MAX_ANSWER_BYTES)
         except BaseException:

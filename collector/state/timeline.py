@@ -47,7 +47,8 @@ def round_of(m) -> Round:
     return Round(time=m.started_at.timestamp(), ok=m.ok,
                  reason=m.reason.value if m.reason else None, local_ok=m.local_ok,
                  loss_ratio=figures.get("loss_ratio"), rtt_s=rtt,
-                 interval_s=m.interval_s)
+                 interval_s=m.interval_s, duration_s=m.duration_s,
+                 sent=figures.get("sent"), received=figures.get("received"))
 
 
 _EARLIEST, _LATEST = EARLIEST.timestamp(), LATEST.timestamp()
@@ -58,10 +59,13 @@ def round_of_row(row) -> Round | None:
     columns. None for a row that no rule lets through now (a time before 2000, stored by
     an older collector), which Store.rounds leaves out too."""
     # Unpacked: reading a row's fields by name costs about 1 µs each.
-    _id, time, ok, reason, local_ok, interval_s, loss_ratio, rtt_s = row
+    _id, time, ok, reason, local_ok, interval_s, loss_ratio, rtt_s, duration_s, sent, \
+        received = row
     if not _EARLIEST <= time < _LATEST:
         return None
-    return Round(time, ok, reason, local_ok, loss_ratio, rtt_s, interval_s)
+    return Round(time, ok, reason, local_ok, loss_ratio, rtt_s, interval_s, duration_s,
+                 None if sent is None else int(sent),
+                 None if received is None else int(received))
 
 
 # At most this many stored rounds are read and fed per step of a replay on the database
@@ -99,6 +103,9 @@ class Timelines:
         # The target of each check seen in rounds (an SNMP notification names none),
         # for telling a target down fleet-wide (collector/alerting/push.py).
         self.targets: dict[tuple[str, str], str] = {}
+        # The newest change each check's probe notified (SNMP), applied or not: an older one
+        # arriving after it is placed before it (confirm).
+        self.notified: dict[tuple[str, str], Transition] = {}
         # The time and probe of each check's newest round, and the checks of each probe by
         # it: a probe's check list retires only checks it ran (note_check_list).
         self.ran_by: dict[tuple[str, str], tuple[float, str]] = {}
@@ -230,6 +237,17 @@ class Timelines:
         if machine is None:
             machine = self.machines[key] = Machine(self.policy_for(mission))
         self.groups.setdefault(key, group or "internet")
+        newest = self.notified.get(key)
+        if newest is None or time > newest.time:
+            self.notified[key] = Transition(time, state, cause)
+        elif (newest.state == machine.state and state != newest.state
+              and (machine.since is None or time >= machine.since)):
+            # An older change that arrived after a newer one (an inform retried over a
+            # cut, while the later one got through first): it held until the newer one.
+            machine.since = newest.time
+            changed_from = self._persist(key, [Transition(time, state, cause), newest])
+            self._combine(mission, changed_from)
+            return True
         if machine.state == state or (machine.since is not None and time < machine.since):
             return False
         # The rounds before the probe's decision are behind it: start the window afresh.
@@ -295,9 +313,11 @@ class Timelines:
         self.changes += 1
         for t in transitions:
             log.info("%s %s is %s since %s: %s", *key, t.state, iso_utc(t.time), t.cause)
-        self.store.rewrite_intervals(key[0], key[1], transitions[0].time,
-                                     [(t.time, t.state, t.cause) for t in transitions])
-        return transitions[0].time
+        self.store.rewrite_intervals(key[0], key[1], transitions[0].decided_at,
+                                     [_row(t) for t in transitions])
+        # A change placed before the round that decided it (docs/states.md) rewrites the
+        # mission's access from where it was placed.
+        return min(t.time for t in transitions)
 
     def _replay(self, key: tuple[str, str], since: float) -> float:
         """Rebuilds the check's history from `since` on from the stored rounds, at once
@@ -376,23 +396,25 @@ class Timelines:
         for at, probe_id in pending:
             retire(at, probe_id)
         del self.replays[key]
-        new = [(t.time, t.state, t.cause) for t in transitions]
-        same = self._same_periods(key, replay.since, new)
+        new = [_row(t) for t in transitions]
+        kept, old = self.store.intervals_decided(mission, check_id, replay.since)
+        same = self._same_periods(kept, old, new)
         self.store.rewrite_intervals(mission, check_id, replay.since, new)
         self.machines[key] = machine
         self.changes += 1
-        return True, None if same else replay.since, len(rows)
+        # Periods placed before the replay's start, by rounds after it, change too.
+        changed_from = min([replay.since, *(r.started_at for r in old), *(t[0] for t in new)])
+        return True, None if same else changed_from, len(rows)
 
-    def _same_periods(self, key: tuple[str, str], since: float,
-                      new: list[tuple[float, str, str]]) -> bool:
-        """Whether rewriting the check's intervals from `since` with `new` (as
-        Store.rewrite_intervals does) leaves every period's start and state as stored."""
-        rows = self.store.intervals(key[0], key[1], since - 1e-6)
-        covering = [r.state for r in rows if r.started_at < since][-1:]
-        periods = [(t, state) for t, state, _cause in new]
-        if covering and periods and periods[0][1] == covering[0]:
-            periods = periods[1:]  # the period covering `since` goes on
-        return periods == [(r.started_at, r.state) for r in rows if r.started_at >= since]
+    @staticmethod
+    def _same_periods(kept, old: list, new: list[tuple]) -> bool:
+        """Whether replacing the check's intervals `old` (decided from the replay's start
+        on, after `kept`) with `new` (as Store.rewrite_intervals does) leaves every
+        period's start and state as stored."""
+        periods = [(t[0], t[1]) for t in new]
+        if kept is not None and periods and periods[0][1] == kept.state:
+            periods = periods[1:]  # the period decided before goes on
+        return periods == [(r.started_at, r.state) for r in old]
 
     def _machine_before(self, key: tuple[str, str], since: float) -> Machine:
         """The check's machine as it was just before `since`, from the stored intervals
@@ -400,18 +422,26 @@ class Timelines:
         mission, check_id = key
         policy = self.policy_for(mission)
         machine = Machine(policy)
-        # The period covering `since`, or the one that ended just there.
-        before = [r for r in self.store.intervals(mission, check_id, since - 1e-6)
-                  if r.started_at < since]
-        if before:
-            machine.state, machine.since = before[-1].state, before[-1].started_at
+        # The newest period decided before `since` (placed before it too: docs/states.md).
+        kept, _later = self.store.intervals_decided(mission, check_id, since)
+        if kept is not None:
+            machine.state, machine.since = kept.state, kept.started_at
+        clean = self.store.clean_round_before(mission, check_id, since)
+        if clean is not None and (r := round_of_row(clean)) is not None:
+            machine.learn(r)
         if machine.state not in ("unknown", RETIRED):
-            # The window as it was just before `since` (empty after an unknown period).
-            for row in self.store.round_rows_before(mission, check_id, since, policy.window_n):
+            # The window as it was just before `since` (empty after an unknown period),
+            # and the evidence of one round more: where the run that the window ends with
+            # began (Machine.note).
+            rows = self.store.round_rows_before(mission, check_id, since, policy.window_n + 1)
+            for i, row in enumerate(rows):
                 r = round_of_row(row)
                 if r is None:
                     continue
-                machine.window.append(machine.classify(r))
+                cls = machine.classify(r)
+                machine.note(r, cls)
+                if i >= len(rows) - policy.window_n:
+                    machine.window.append(cls)
                 machine.last_time = r.time
                 machine.interval_s = r.interval_s or machine.interval_s
         return machine
@@ -494,6 +524,11 @@ class _Walk:
             return None
         _start, end, state = rows[self.i]
         return state if end is None or t < end else "unknown"
+
+
+def _row(t: Transition) -> tuple:
+    """A transition as Store.rewrite_intervals writes a state interval."""
+    return (t.time, t.state, t.cause, t.decided_at, t.after, t.before)
 
 
 def _retired_cause(probe_id: str, at: float) -> str:

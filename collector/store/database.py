@@ -495,7 +495,10 @@ class Store:
         return (c.id, c.started_at, c.ok, c.reason, c.local_ok, c.interval_s,
                 figure("loss_ratio").label("loss_ratio"),
                 # The RTT the thresholds apply to: ICMP's median, else TCP/HTTP's connect.
-                func.coalesce(figure("rtt_median_s"), figure("connect_s")).label("rtt_s"))
+                func.coalesce(figure("rtt_median_s"), figure("connect_s")).label("rtt_s"),
+                # Where in the round the path worked or failed (docs/states.md).
+                c.duration_s, figure("sent").label("sent"),
+                figure("received").label("received"))
 
     def round_rows(self, mission: str, check_id: str, since: float,
                    after: float | None = None, limit: int | None = None) -> list:
@@ -518,6 +521,19 @@ class Store:
                     where.append(c.started_at <= last)
             return conn.execute(select(*self._round_columns).where(*where).order_by(
                 c.started_at, c.id)).all()
+
+    def clean_round_before(self, mission: str, check_id: str, before: float):
+        """The check's newest round before `before` that sent two echo requests or more
+        and had every one answered, as `round_rows` gives it (None if none): the spacing
+        of its requests places a cut inside a later round (docs/states.md)."""
+        c = results.c
+        columns = self._round_columns
+        loss, sent = columns[6].element, columns[9].element
+        with self._connection() as conn:
+            return conn.execute(select(*columns).where(
+                c.mission == mission, c.check_id == check_id, c.started_at < before,
+                c.ok.is_(True), loss == 0, sent >= 2).order_by(
+                c.started_at.desc(), c.id.desc()).limit(1)).first()
 
     def round_rows_before(self, mission: str, check_id: str, before: float,
                           limit: int) -> list:
@@ -569,36 +585,71 @@ class Store:
             return list(conn.execute(query))
 
     def rewrite_intervals(self, mission: str, key: str, since: float,
-                          new: list[tuple[float, str, str]], table=state_intervals) -> None:
+                          new: list[tuple], table=state_intervals) -> None:
         """Replaces the history of (mission, key) from `since` on: the interval covering
         `since` ends there, later ones go, then `new` (start, state, cause) follow, each
-        ending where the next begins and the last one open."""
+        ending where the next begins and the last one open.
+
+        For state intervals, `since` is a round's time and "from `since` on" means decided
+        from then on (`decided_at`, docs/states.md): a period placed before `since` by a
+        round after it goes too. Their `new` rows may carry (start, state, cause,
+        decided_at, started_after, started_before)."""
         column = table.c.check_id if table is state_intervals else table.c.check_group
         match = (table.c.mission == mission) & (column == key)
         with self._connection() as conn:
-            conn.execute(delete(table).where(match, table.c.started_at >= since))
-            covering = conn.execute(select(table.c.id, table.c.state).where(
-                match, table.c.started_at < since,
-                (table.c.ended_at.is_(None)) | (table.c.ended_at >= since)
-            ).order_by(table.c.started_at.desc()).limit(1)).first()
+            if table is state_intervals:
+                conn.execute(delete(table).where(match, _decided(table) >= since))
+                # What remains was decided before `since`: its newest period goes on.
+                covering = conn.execute(select(table.c.id, table.c.state).where(
+                    match).order_by(table.c.started_at.desc(), table.c.id.desc())
+                    .limit(1)).first()
+            else:
+                conn.execute(delete(table).where(match, table.c.started_at >= since))
+                covering = conn.execute(select(table.c.id, table.c.state).where(
+                    match, table.c.started_at < since,
+                    (table.c.ended_at.is_(None)) | (table.c.ended_at >= since)
+                ).order_by(table.c.started_at.desc()).limit(1)).first()
             if covering is not None and new and new[0][1] == covering.state:
                 new = new[1:]  # the same state goes on: no new period
             if covering is not None:
                 conn.execute(update(table).where(table.c.id == covering.id).values(
                     ended_at=new[0][0] if new else None))
             rows = []
-            for i, (start, state, cause) in enumerate(new):
+            for i, (start, state, cause, *placed) in enumerate(new):
                 end = new[i + 1][0] if i + 1 < len(new) else None
-                rows.append({"mission": mission, column.name: key, "started_at": start,
-                             "ended_at": end, "state": state, "cause": cause})
+                row = {"mission": mission, column.name: key, "started_at": start,
+                       "ended_at": end, "state": state, "cause": cause}
+                if table is state_intervals:
+                    decided, after, before = (*placed, None, None, None)[:3]
+                    row |= {"decided_at": decided, "started_after": after,
+                            "started_before": before}
+                rows.append(row)
             if rows:
                 conn.execute(insert(table), rows)
+
+    def intervals_decided(self, mission: str, check_id: str, since: float) -> tuple:
+        """The check's newest state interval decided before `since` (None if none), and
+        those decided at or after it, in order: what a replay from `since` keeps and
+        rewrites (rewrite_intervals)."""
+        t = state_intervals
+        match = (t.c.mission == mission) & (t.c.check_id == check_id)
+        with self._connection() as conn:
+            kept = conn.execute(select(t).where(match, _decided(t) < since).order_by(
+                t.c.started_at.desc(), t.c.id.desc()).limit(1)).first()
+            later = list(conn.execute(select(t).where(match, _decided(t) >= since).order_by(
+                t.c.started_at, t.c.id)))
+        return kept, later
 
 
 # The columns _row fills, in its order (all but the id).
 RESULT_COLUMNS = ("probe_id", "outbox_id", "seq", "mission", "check_id", "kind", "check_group",
                   "target", "ip_version", "started_at", "duration_s", "ok", "reason", "detail",
                   "confirmation", "local_ok", "interval_s", "figures", "received_at")
+
+
+def _decided(table):
+    """When a state interval was decided: older rows have no decided_at."""
+    return func.coalesce(table.c.decided_at, table.c.started_at)
 
 
 def _why(exc: Exception) -> str:

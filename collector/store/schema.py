@@ -98,6 +98,12 @@ state_intervals = Table(
     Column("ended_at", Float),
     Column("state", String(10), nullable=False),
     Column("cause", Text, nullable=False),
+    # started_at is placed from the rounds' evidence, between these two bounds (NULL: not
+    # known, e.g. the first round after unknown); decided_at is the round that made the
+    # change (NULL: started_at), which a replay from a time goes by (docs/states.md).
+    Column("started_after", Float),
+    Column("started_before", Float),
+    Column("decided_at", Float),
     Index("state_intervals_check_time", "mission", "check_id", "started_at"),
 )
 
@@ -152,6 +158,52 @@ rollups = Table(
     # (partial: the minute and hour rows, 30 times as many, stay out of it).
     Index("rollups_days", "bucket_start", sqlite_where=text("resolution_s = 86400"),
           postgresql_where=text("resolution_s = 86400")),
+)
+
+# The centre's own measurements of the probes' targets (collector/control/), beside the
+# probes' results and kept as long: `key` names what was measured (kind and settings,
+# collector/control/plan.py), shared by every mission whose check measures the same.
+control_results = Table(
+    "control_results", metadata,
+    Column("id", _id, primary_key=True, autoincrement=True),
+    Column("key", String(16), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("target", String(2048), nullable=False),
+    Column("label", String(2048), nullable=False),
+    Column("settings", Text, nullable=False),  # JSON: the check settings measured with
+    Column("trigger", String(16), nullable=False),  # periodic, failure
+    Column("measured_at", Float, nullable=False),
+    Column("duration_s", Float, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("reason", String(32)),
+    Column("detail", Text),
+    Column("ip_version", SmallInteger),
+    Column("figures", Text, nullable=False),
+    Index("control_results_key_time", "key", "measured_at"),
+    Index("control_results_target_time", "target", "measured_at"),
+    Index("control_results_time", "measured_at"),
+)
+
+# Paths the probes recorded to their checks' targets (docs/path.md): after a confirmed
+# failure (kept for good, like the outages they explain) and as a baseline (kept as long as
+# raw results, the newest of each check for good: the last good path). `record` is the
+# PathRecord as JSON; the columns beside it are what queries select on.
+paths = Table(
+    "paths", metadata,
+    Column("id", _id, primary_key=True, autoincrement=True),
+    Column("mission", String(16), nullable=False),
+    Column("check_id", String(64), nullable=False),
+    Column("probe_id", String(64), nullable=False),
+    Column("trigger", String(16), nullable=False),  # failure, baseline
+    Column("started_at", Float, nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("address", String(45), nullable=False),
+    Column("reached", Boolean, nullable=False),
+    Column("stopped_after_ttl", SmallInteger, nullable=False),
+    Column("result_ok", Boolean, nullable=False),  # the outcome of the round it came with
+    Column("record", Text, nullable=False),
+    Column("received_at", Float, nullable=False),
+    Index("paths_check_time", "mission", "check_id", "started_at"),
 )
 
 # Small facts the collector keeps about itself (e.g. how far rollups have got).

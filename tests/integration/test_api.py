@@ -30,7 +30,13 @@ BASE = math.floor(time.time() / 3600) * 3600 - 86_400
 INTERVAL_S = 86_400
 # internet-icmp of FRA: a round a minute, rounds 6 to 10 failed.
 OUTAGE = range(6, 11)
-DOWN_AT, UP_AT = BASE + 8 * 60, BASE + 12 * 60  # the third failure; the second good round
+# Decided by the third failure and the second good round, each placed between the rounds
+# that show it (docs/states.md): the last good round answered until 2.08 s after it began
+# (duration 2.1 s less its RTT), the first failure at 6 min; the last failure at 10 min,
+# the first good round at 11.
+DOWN_AFTER, DOWN_BEFORE = BASE + 5 * 60 + 2.08, BASE + 6 * 60
+UP_AFTER, UP_BEFORE = BASE + 10 * 60, BASE + 11 * 60
+DOWN_AT, UP_AT = (DOWN_AFTER + DOWN_BEFORE) / 2, (UP_AFTER + UP_BEFORE) / 2
 
 
 def iso(t: float) -> str:
@@ -192,6 +198,10 @@ async def test_intervals_of_a_check_and_of_access(fleet):
     check = await fleet.ok("/api/v1/intervals", mission="FRA", check="internet-icmp", **HOUR)
     assert spans(check) == outage
     assert check["items"][1]["cause"] == "3 of the last 5 rounds failed (timeout)"
+    # Where the evidence places each change: its bounds (the first period began with the
+    # first round, after no data: none).
+    assert [(t(i["started_after"]), t(i["started_before"])) for i in check["items"]] == [
+        (None, None), (DOWN_AFTER, DOWN_BEFORE), (UP_AFTER, UP_BEFORE)]
     overall = await fleet.ok("/api/v1/intervals", mission="FRA", group="*", **HOUR)
     assert (overall["group"], overall["check"], spans(overall)) == ("*", None, outage)
     docs = await fleet.ok("/api/v1/intervals", mission="FRA", group="documents", **HOUR)

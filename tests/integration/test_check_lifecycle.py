@@ -29,7 +29,7 @@ from collector.web.app import create_app
 from collector.web.context import COLLECTOR
 from collector.web.ingest import parse_batch
 from tests.integration.test_ingest import post
-from tests.integration.test_store import T0, batch_of, history, ingest
+from tests.integration.test_store import T0, batch_of, down_at, history, ingest
 from tests.support import scrape_until
 from tests.support.storage import registered_since
 from tests.unit.test_measurement import icmp
@@ -94,13 +94,15 @@ def test_rounds_from_before_the_removal_still_count(any_store, timelines):
     # Silent from 80 (its last round, 50, plus 3 intervals) until the removal.
     assert history(any_store, DOCS) == [(0, 80, "up"), (80, 105, "unknown"),
                                         (105, None, "retired")]
-    # Its rounds from 60 to 100 come: they failed, so it was down from 80 to the removal.
+    # Its rounds from 60 to 100 come: they failed, so it was down from between its last
+    # good round (50) and the first failure (60) to the removal.
     ingest(any_store, timelines, batch_of([(t, False) for t in range(60, 101, 10)],
                                           check=DOCS, group="documents", first_seq=2000))
-    assert history(any_store, DOCS) == [(0, 80, "up"), (80, 105, "down"),
+    down = down_at(50, 60)
+    assert history(any_store, DOCS) == [(0, down, "up"), (down, 105, "down"),
                                         (105, None, "retired")]
     assert history(any_store, "*", table=access_intervals) == [
-        (0, 80, "up"), (80, 105, "down"), (105, None, "up")]
+        (0, down, "up"), (down, 105, "down"), (105, None, "up")]
 
 
 def test_a_check_added_back_is_revived_by_its_next_round(any_store, timelines):

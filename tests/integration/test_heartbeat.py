@@ -29,7 +29,7 @@ from probes.outbox import Outbox
 from probes.reporters.http_push import HttpPusher
 from tests.integration.test_collector_restart import NO_ALERTMANAGER, silent_alerts
 from tests.integration.test_http_push import result
-from tests.integration.test_store import T0, batch_of, history, ingest
+from tests.integration.test_store import T0, batch_of, down_at, history, ingest, up_at
 
 PROBE = "fra-1"
 POLICY = Policy(probe_silent_s=20)
@@ -85,9 +85,12 @@ def test_the_backlog_after_the_cut_rewrites_the_unknown_as_measured(fleet):
     ingest(store, timelines, rounds([(405, False), (407, False), (409, False),
                                      (600, True), (602, True)], 300, first_seq=3))
     timelines.hear(PROBE, T0 + 610)
-    assert history(store) == [(0, 409, "up"), (409, 602, "down"), (602, None, "up")]
+    # Each change placed between the rounds that show it (docs/states.md): the cut
+    # between 300 and 405, the end between 409 and 600.
+    down, up = down_at(300, 405), up_at(409, 600)
+    assert history(store) == [(0, down, "up"), (down, up, "down"), (up, None, "up")]
     assert history(store, "*", table=access_intervals) == [
-        (0, 409, "up"), (409, 602, "down"), (602, None, "up")]
+        (0, down, "up"), (down, up, "down"), (up, None, "up")]
     assert silent_alerts(pusher) == []
 
 

@@ -17,7 +17,7 @@ from collector.state.hysteresis import Policy
 from collector.state.timeline import Timelines, round_of, round_of_row
 from collector.store.database import Store
 from collector.store.schema import access_intervals, state_intervals
-from tests.integration.test_store import T0, history, ingest
+from tests.integration.test_store import T0, down_at, history, ingest, up_at
 from tests.unit.test_measurement import icmp
 from unhindered.measurement import Batch
 
@@ -152,8 +152,12 @@ def test_a_late_round_is_replayed_in_bounded_steps_off_ingest(any_store):
     assert max(reads) <= 500
     assert steps >= DAYS * 86_400 / INTERVAL / 500 - 2  # one check's rounds, 500 a step
     replayed = everything(any_store)
-    assert replayed[0][:2] == [(5, INTERVAL + 30, "up"), (INTERVAL + 30, 3 * INTERVAL, "down")]
-    assert replayed[0][-1] == (newest + 3 * INTERVAL, None, "down")
+    # Down decided by the third late failure, placed between the round before them (60)
+    # and the first (70); up by the second good round after (180), placed between the
+    # last failure (90) and the first good round (120) (docs/states.md).
+    down, up = down_at(INTERVAL, INTERVAL + 10), up_at(INTERVAL + 30, 2 * INTERVAL)
+    assert replayed[0][:2] == [(5, down, "up"), (down, up, "down")]
+    assert replayed[0][-1] == (down_at(newest, newest + INTERVAL), None, "down")
     assert replayed == from_scratch(any_store)
 
 

@@ -3,9 +3,11 @@
 Every scenario goes through the collector's own write path: measurements stored
 (store_batch), folded into state intervals (Timelines, with silence ticks), rolled up
 (Rollups.run); the report then reads only intervals and day rollups. The hysteresis is
-set to follow each round (fail_k = window_n = recover_m = 1) so that each state change
-is at a round's time and the expected seconds can be worked out by hand; the default
-hysteresis only moves the change by its confirmation rounds (docs/states.md).
+set to follow each round (fail_k = window_n = recover_m = 1), and each change is kept at
+the round that decided it (`placed=False`), so that each state change is at a round's
+time and the expected seconds can be worked out by hand; by default the collector places
+it between the rounds, from their evidence (docs/states.md), which
+tests/netlab/test_report_ground_truth.py holds against known cuts.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from collector.store.rollups import Rollups
 from tests.unit.test_measurement import icmp
 from unhindered.measurement import Batch
 
-POLICY = Policy(fail_k=1, window_n=1, recover_m=1, silent_intervals=3)
+POLICY = Policy(fail_k=1, window_n=1, recover_m=1, silent_intervals=3, placed=False)
 EXCLUDE, DOWN = CountingPolicy("exclude"), CountingPolicy("down")
 H, D = 3600.0, 86_400.0
 

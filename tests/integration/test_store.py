@@ -37,6 +37,17 @@ def batch_of(rows: list[tuple[float, bool]], check="internet-icmp", probe="fra-1
                                  "outbox_id": outbox, "measurements": measurements})
 
 
+# Where the collector places a change (docs/states.md, "When an outage starts and ends"):
+# between a good round's last answer (batch_of's rounds last 2.1 s, RTT 0.02 s) and the
+# next bad round's start; between a bad round's start and the next good round's.
+def down_at(good: float, bad: float) -> float:
+    return pytest.approx((good + 2.08 + bad) / 2)
+
+
+def up_at(bad: float, good: float) -> float:
+    return (bad + good) / 2
+
+
 def history(store, check="internet-icmp", table=None):
     kwargs = {"table": table} if table is not None else {}
     return [(r.started_at - T0, None if r.ended_at is None else r.ended_at - T0, r.state)
@@ -152,11 +163,13 @@ def test_live_rounds_then_silence_then_backfill_rewrite_history(any_store):
     # Its results arrive after the link returns: failures from 110 to 190, then good.
     backlog = [(t, False) for t in range(110, 191, 10)] + [(200, True), (210, True)]
     ingest(any_store, timelines, batch_of(backlog, first_seq=12))
-    # Down at the third failure (130), up again after two good rounds (210): at the
-    # measured times, and the unknown period is gone.
-    assert history(any_store) == [(0, 130, "up"), (130, 210, "down"), (210, None, "up")]
+    # Down decided at the third failure (130), up after two good rounds (210), each placed
+    # where the rounds show it (between 100 and 110, 190 and 200): at the measured times,
+    # and the unknown period is gone.
+    down, up = down_at(100, 110), up_at(190, 200)
+    assert history(any_store) == [(0, down, "up"), (down, up, "down"), (up, None, "up")]
     access = history(any_store, "*", table=access_intervals)
-    assert access == [(0, 130, "up"), (130, 210, "down"), (210, None, "up")]
+    assert access == [(0, down, "up"), (down, up, "down"), (up, None, "up")]
 
 
 def test_a_whole_mission_falling_silent_is_one_commit(any_store):
@@ -192,7 +205,10 @@ def test_out_of_order_rounds_from_two_probes_give_the_same_history(any_store):
     ingest(any_store, timelines, batch_of(rounds[0::2], probe="fra-1"))
     ingest(any_store, timelines, batch_of(rounds[1::2], probe="fra-2"))
     in_order = Timelines(any_store, lambda mission: Policy())
-    expected = [(0, 70, "up"), (70, 110, "down"), (110, None, "up")]
+    # Down decided at 70, placed between 40 and 50; up decided at 110, placed between 90
+    # and 100.
+    expected = [(0, down_at(40, 50), "up"), (down_at(40, 50), up_at(90, 100), "down"),
+                (up_at(90, 100), None, "up")]
     assert history(any_store) == expected
     # Replaying everything from scratch (a restart) gives the same periods.
     in_order.load(any_store.latest_per_check())
@@ -209,10 +225,12 @@ def test_access_combines_groups(any_store):
                                           first_seq=20, group="documents"))
     # internet has access while either of its checks is up; the mission needs every group.
     assert history(any_store, "internet", table=access_intervals) == [(0, None, "up")]
+    down = down_at(10, 20)  # between docs' last good round and its failure
     assert history(any_store, "documents", table=access_intervals) == [
-        (0, 20, "up"), (20, None, "down")]
-    assert history(any_store, "*", table=access_intervals) == [(0, 20, "up"), (20, None, "down")]
-    assert timelines.access[("FRA", "*")] == ("down", T0 + 20)
+        (0, down, "up"), (down, None, "down")]
+    assert history(any_store, "*", table=access_intervals) == [(0, down, "up"),
+                                                               (down, None, "down")]
+    assert timelines.access[("FRA", "*")] == ("down", pytest.approx(T0 + down.expected))
 
 
 @pytest.mark.parametrize("fail_k", [1, 3])
@@ -233,3 +251,19 @@ def test_a_check_added_later_does_not_make_the_past_unknown(any_store):
                                           group="documents", first_seq=50))
     ingest(any_store, timelines, batch_of([(5, True)], first_seq=60))
     assert history(any_store, "*", table=access_intervals) == [(0, None, "up")]
+
+
+def test_a_probe_notified_change_that_arrives_late_is_placed_before_the_newer_one(any_store):
+    """SNMP informs are retried over a cut: the checkUp sent after it may get through
+    before the checkDown sent during it. The down period still lies between the two."""
+    timelines = Timelines(any_store, lambda mission: Policy())
+    assert timelines.confirm("FRA", "internet-icmp", None, T0, "up", "snmp checkUp")
+    # The checkUp of the recovery arrives first: nothing changes yet.
+    assert not timelines.confirm("FRA", "internet-icmp", None, T0 + 44, "up", "snmp checkUp")
+    assert timelines.confirm("FRA", "internet-icmp", None, T0 + 40, "down",
+                             "snmp checkDown (timeout)")
+    assert history(any_store) == [(0, 40, "up"), (40, 44, "down"), (44, None, "up")]
+    # Received again (a retried inform whose answer was lost): nothing more changes.
+    assert not timelines.confirm("FRA", "internet-icmp", None, T0 + 40, "down",
+                                 "snmp checkDown (timeout)")
+    assert history(any_store) == [(0, 40, "up"), (40, 44, "down"), (44, None, "up")]

@@ -95,9 +95,10 @@ def test_cut_is_unknown_while_silent_then_down_at_the_measured_time(lab, tmp_pat
     # The backfilled results replaced the unknown period with what the probe measured.
     assert states == ["up", "down", "up"], periods
     down_at, up_at = periods[1][0], periods[2][0]
-    # Down within one interval plus the confirmation rounds after the cut.
-    assert 0 < down_at - cut_at < 1 + 2 * (0.5 + 0.7) + 0.5
-    assert 0 < up_at - restored_at < 4
+    # Placed from the rounds (docs/states.md): within half an interval of the cut and of
+    # the restore, give or take a round started late on a loaded machine.
+    assert abs(down_at - cut_at) < 0.5 + 0.5
+    assert abs(up_at - restored_at) < 0.5 + 0.5
     assert unknown_seen < 8
 
     probe.stop()

@@ -15,7 +15,9 @@ from probes.schedule import Scheduler
 EARLY = 1e-3  # a timer may fire this much before its time (the loop's clock resolution)
 
 
-async def test_the_probe_starts_each_check_within_its_random_offset(tmp_path):
+async def test_the_probe_starts_its_checks_on_one_grid(tmp_path):
+    """Checks of one interval start together, those of a multiple interval with them, at
+    the probe's phase: within the first interval (at most 10 s) from now."""
     path = tmp_path / "probe.yaml"
     path.write_text(
         "probe_id: fra-1\nmission: FRA\noutbox: outbox.sqlite\n"
@@ -31,15 +33,44 @@ async def test_the_probe_starts_each_check_within_its_random_offset(tmp_path):
         before = loop.time()
         probe.schedule()
         after = loop.time()
-        offsets = {c.id: probe.scheduler.due(c.id) - before for c in probe.config.checks}
-        for check_id, offset in offsets.items():
-            bound = 10 if check_id.startswith("slow") else 2  # min(interval_s, 10)
-            assert 0 <= offset <= bound + (after - before), (check_id, offset)
-        # Spread, not all at one moment.
-        assert len({round(o, 3) for o in offsets.values()}) > 30
+        dues = {c.id: probe.scheduler.due(c.id) for c in probe.config.checks}
+        fast = {d for i, d in dues.items() if i.startswith("fast")}
+        slow = {d for i, d in dues.items() if i.startswith("slow")}
+        assert len(fast) == 1 and len(slow) == 1, (fast, slow)
+        (fast_due,), (slow_due,) = fast, slow
+        assert before <= fast_due <= after + 2
+        assert before <= slow_due <= after + 10
+        # The slow checks' first round is one of the fast checks' rounds.
+        steps = (slow_due - fast_due) / 2
+        assert abs(steps - round(steps)) < 1e-9, steps
     finally:
         await probe.scheduler.stop()
         probe.outbox.close()
+
+
+async def test_the_grid_keeps_its_phase_across_a_reschedule():
+    """A reload schedules again from the same grid: a check's next round stays where it
+    was, neither sooner (bunching) nor an interval later (a skipped round)."""
+    loop = asyncio.get_running_loop()
+    scheduler = Scheduler(phase_s=0.37)
+
+    async def nothing() -> None:
+        pass
+
+    scheduler.on_grid("c", 0.1, nothing)
+    first = scheduler.due("c")
+    await asyncio.sleep(0.234)
+    scheduler.on_grid("c", 0.1, nothing)  # a reload
+    again = scheduler.due("c")
+    assert again > loop.time()
+    steps = (again - first) / 0.1
+    assert abs(steps - round(steps)) < 1e-9 and round(steps) >= 2, steps
+    other = Scheduler(phase_s=0.42)
+    other.on_grid("c", 0.1, nothing)
+    offset = ((other.due("c") - again) / 0.1) % 1  # probes with other phases stay apart
+    assert 0.01 < offset < 0.99, offset
+    await scheduler.stop()
+    await other.stop()
 
 
 async def test_runs_keep_their_period_without_drift():

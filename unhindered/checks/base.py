@@ -31,4 +31,14 @@ class CheckBase(BaseModel):
         2, ge=0, le=10,
         description="after a round that changes the outcome, re-check up to this many times")
     confirm_interval_s: float = Field(
-        2.0, ge=0.1, le=60, description="seconds between confirmation rounds")
+        2.0, ge=0.1, le=60,
+        description="a confirmation round starts this many seconds after the round before "
+                    "it started (or when that one ends, if later)")
+    # 4 s: a failing ICMP round at the defaults lasts 4 s (5 requests 0.5 s apart, then
+    # the 2 s timeout), so its rounds follow back to back and an outage's end is placed
+    # within about 2 s (docs/states.md, "When an outage starts and ends").
+    retry_interval_s: float = Field(
+        4.0, ge=0, le=86_400,
+        description="while the check fails, a round starts this many seconds after the "
+                    "previous one (or when it ends, if later) instead of every interval_s; "
+                    "0: off")

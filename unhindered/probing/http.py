@@ -4,12 +4,15 @@ byte, transfer.
 HTTP/1.1 is written here directly over asyncio streams, so that every phase is timed on
 its own; a client library would blur them. Each request uses its own connection
 (`Connection: close`): every request of a redirect chain pays, and reports, the full
-cost, and the figures are those of the last request. See docs/checks-http.md.
+cost, and the figures are those of the last request. The redirect chain, the page's title
+and the address used are kept as evidence for a comparison with the centre's control.
+See docs/checks-http.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import html
 import ipaddress
 import re
 import socket
@@ -20,9 +23,9 @@ from typing import Any, Literal
 from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 from unhindered.checks.http import DEFAULT_PORTS, HEADER_NAME, HttpCheck
-from unhindered.measurement import FailureReason, HttpFigures, clean_text
+from unhindered.measurement import MAX_REDIRECT_CHAIN, FailureReason, HttpFigures, clean_text
 from unhindered.probing import tcp, tls
-from unhindered.probing.base import CheckOutcome, IPAddress, ResolveError, resolve
+from unhindered.probing.base import CheckOutcome, IPAddress, ResolveError, lookup
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 NO_BODY_STATUSES = frozenset({204, 304})
@@ -32,6 +35,11 @@ MAX_HEADER_LINES = 200  # a head line is also capped by the stream's 64 KiB limi
 CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 _STATUS_LINE = re.compile(rb"(HTTP/\d\.\d) (\d{3})(?: (.*))?")
 _MAX_DETAIL = 500
+# The first <title>'s text, up to the next tag; searched for in the body's head only (a
+# title belongs in <head>), so a large body costs no more than a small one.
+_TITLE = re.compile(rb"<title\b[^>]{0,200}>([^<]{0,2000})", re.IGNORECASE)
+_TITLE_SEARCHED = 64 * 1024
+_MAX_TITLE = 200
 
 
 def no_figures() -> HttpFigures:
@@ -39,10 +47,14 @@ def no_figures() -> HttpFigures:
 
 
 class _Failed(Exception):
-    def __init__(self, reason: FailureReason, detail: str) -> None:
+    def __init__(self, reason: FailureReason, detail: str,
+                 refused_tls: tuple[IPAddress, int, str] | None = None) -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+        # (address, port, name) of a handshake whose certificate was refused: where to
+        # read the chain the server presents.
+        self.refused_tls = refused_tls
 
 
 @dataclass
@@ -52,6 +64,7 @@ class _Progress:
     url: str
     phase: str = "starting"
     redirects: int = 0
+    chain: list[str] = field(default_factory=list)  # each redirect's target
     ip_version: Literal[4, 6] | None = None
     figures: dict[str, Any] = field(default_factory=dict)  # of the current request
 
@@ -64,7 +77,8 @@ class _Progress:
     def http_figures(self, body_matched: bool | None = None) -> HttpFigures:
         # A Location header may hold control characters (a NUL survives urljoin).
         return HttpFigures(**self.figures, redirects=self.redirects,
-                           final_url=clean_text(self.url, 2048), body_matched=body_matched)
+                           final_url=clean_text(self.url, 2048), body_matched=body_matched,
+                           redirect_chain=self.chain or None)
 
 
 @dataclass(frozen=True)
@@ -78,13 +92,17 @@ class Answer:
 
 async def run(check: HttpCheck) -> CheckOutcome:
     progress = _Progress(url=check.target)
+    deadline = asyncio.get_running_loop().time() + check.timeout_s
     try:
-        async with asyncio.timeout(check.timeout_s):
+        async with asyncio.timeout_at(deadline):
             answer = await _follow(check, progress)
     except TimeoutError:
         detail = f"timed out after {check.timeout_s} s: {progress.phase} ({progress.url})"
         return _failed(progress, FailureReason.TIMEOUT, detail)
     except _Failed as exc:
+        if exc.refused_tls is not None:  # outside the timeout: it must not turn into one
+            progress.figures.update(
+                await tcp.presented_certificates(*exc.refused_tls, deadline))
         return _failed(progress, exc.reason, exc.detail)
     return _judge(check, progress, answer)
 
@@ -141,6 +159,8 @@ async def _follow(check: HttpCheck, progress: _Progress) -> Answer:
                           f"(max_redirects {check.max_redirects})")
         progress.next_request(redirect_url(progress.url, location))
         progress.redirects += 1
+        if len(progress.chain) < MAX_REDIRECT_CHAIN:
+            progress.chain.append(clean_text(progress.url, 2048))
 
 
 def redirect_url(current: str, location: str) -> str:
@@ -178,7 +198,7 @@ async def _request(check: HttpCheck, progress: _Progress) -> Answer:
 
     try:
         if parts.scheme == "https":
-            reader, writer = await _start_tls(check, sock, name, progress)
+            reader, writer = await _start_tls(check, sock, (address, port, name), progress)
         else:
             reader, writer = await asyncio.open_connection(sock=sock)
     except BaseException:
@@ -199,13 +219,14 @@ async def _resolve(check: HttpCheck, host: str, progress: _Progress) -> IPAddres
     progress.phase = "DNS lookup"
     started = time.perf_counter()
     try:
-        address = await resolve(host, check.ip_version)
+        resolved = await lookup(host, check.ip_version)
     except ResolveError as exc:
         raise _Failed(FailureReason.DNS, str(exc)) from exc
     if not _is_ip_literal(host):  # a literal is not looked up: no DNS phase to report
         progress.figures["dns_s"] = time.perf_counter() - started
-    progress.ip_version = address.version
-    return address
+    progress.figures.update(resolved.figures())
+    progress.ip_version = resolved.address.version
+    return resolved.address
 
 
 def _is_ip_literal(host: str) -> bool:
@@ -216,21 +237,24 @@ def _is_ip_literal(host: str) -> bool:
     return True
 
 
-async def _start_tls(check: HttpCheck, sock: socket.socket, name: str, progress: _Progress
+async def _start_tls(check: HttpCheck, sock: socket.socket,
+                     peer: tuple[IPAddress, int, str], progress: _Progress
                      ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     progress.phase = "TLS handshake"
+    name = peer[2]
     try:
         context = tls.client_context(check.tls_verify, check.ca_file)
         reader, writer, info = await tls.handshake(sock, context, name)
     except tls.TlsFailure as exc:
-        raise _Failed(FailureReason.TLS, f"{exc} ({progress.url})") from exc
+        raise _Failed(FailureReason.TLS, f"{exc} ({progress.url})",
+                      refused_tls=peer if exc.verification else None) from exc
     except tls.CaFileError as exc:
         raise _Failed(FailureReason.ERROR, str(exc)) from exc
     except OSError as exc:
         raise _Failed(FailureReason.ERROR,
-                      f"TLS handshake: {exc.strerror or exc} ({progress.url})") from exc
+                      f"TLS handshake: {tcp.system_error(exc)} ({progress.url})") from exc
     progress.figures.update(tls_s=info.handshake_s, tls_version=info.version,
-                            tls_cert_not_after=info.cert_not_after)
+                            tls_cert_not_after=info.cert_not_after, **info.evidence)
     return reader, writer
 
 
@@ -285,7 +309,7 @@ async def _exchange(check: HttpCheck, reader: asyncio.StreamReader,
         raise _Failed(FailureReason.TLS, f"TLS error while {progress.phase}: "
                       f"{tls.ssl_error_text(exc)} ({progress.url})") from exc
     except OSError as exc:
-        raise _Failed(FailureReason.ERROR, f"{exc.strerror or exc} while {progress.phase} "
+        raise _Failed(FailureReason.ERROR, f"{tcp.system_error(exc)} while {progress.phase} "
                       f"({progress.url})") from exc
 
 
@@ -308,7 +332,7 @@ async def _send_and_read(check: HttpCheck, reader: asyncio.StreamReader,
     progress.figures.update(status_code=status, http_version=version)
     body = await _read_body(reader, check.method, status, headers, check.max_body_bytes)
     progress.figures.update(transfer_s=time.perf_counter() - first_byte_at,
-                            body_bytes=len(body))
+                            body_bytes=len(body), title=page_title(body))
     return Answer(version=version, status=status, reason=reason, headers=headers, body=body)
 
 
@@ -327,6 +351,16 @@ async def _read_head(reader: asyncio.StreamReader, first: bytes
         if status >= 200:  # 1xx answers (103 Early Hints, ...) precede the real one
             return version, status, reason, headers
         line = await reader.readuntil(b"\n")
+
+
+def page_title(body: bytes) -> str | None:
+    """The first <title>'s text, entities decoded and white space collapsed; None when
+    the body has none (or an empty one). Decoded as UTF-8, as body_regex is."""
+    match = _TITLE.search(body, 0, _TITLE_SEARCHED)
+    if match is None:
+        return None
+    text = " ".join(html.unescape(match[1].decode("utf-8", errors="replace")).split())
+    return clean_text(text, _MAX_TITLE) or None
 
 
 def parse_status_line(line: bytes) -> tuple[str, int, str]:

@@ -1,24 +1,36 @@
 """The TLS handshake shared by the tcp (with tls) and http checks: its time, the protocol
-version and the earliest expiry over the server's certificate chain."""
+version, the earliest expiry over the server's certificate chain, and the evidence a
+comparison with the centre's control needs: the presented chain's fingerprints, the
+leaf's issuer and names, and whether the chain verified."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
+import hashlib
 import re
 import socket
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+
+from unhindered.measurement import MAX_CHAIN, MAX_NAMES, clean_text
 
 _ENCODING_DER = 2  # _ssl.ENCODING_DER: Certificate.public_bytes() format of the chains
 CLOSE_GRACE_S = 0.5  # longest we wait for the peer to acknowledge our close_notify
 
 
 class TlsFailure(Exception):
-    """The handshake failed (verification or protocol); str() is the detail to report."""
+    """The handshake failed (verification or protocol); str() is the detail to report.
+    `verification`: the server's certificate was refused (chain or name), so a handshake
+    that does not verify would show what it presented."""
+
+    def __init__(self, detail: str, verification: bool = False) -> None:
+        super().__init__(detail)
+        self.verification = verification
 
 
 @dataclass(frozen=True)
@@ -26,6 +38,8 @@ class TlsInfo:
     handshake_s: float
     version: str | None  # e.g. TLSv1.3
     cert_not_after: datetime | None  # aware UTC; earliest notAfter of the chain
+    # TlsFigures' evidence fields (tls_verified, tls_chain, tls_issuer, tls_names).
+    evidence: dict[str, object] = field(default_factory=dict)
 
 
 class CaFileError(Exception):
@@ -66,7 +80,8 @@ async def handshake(
             sock=sock, ssl=context, server_hostname=server_name
         )
     except ssl.SSLCertVerificationError as exc:
-        raise TlsFailure(f"certificate verification failed: {exc.verify_message}") from exc
+        raise TlsFailure(f"certificate verification failed: {exc.verify_message}",
+                         verification=True) from exc
     except ssl.SSLError as exc:
         raise TlsFailure(f"TLS handshake failed: {ssl_error_text(exc)}") from exc
     except (ConnectionResetError, ConnectionAbortedError) as exc:
@@ -79,8 +94,49 @@ async def handshake(
         handshake_s=elapsed,
         version=ssl_object.version() if ssl_object is not None else None,
         cert_not_after=chain_not_after(ssl_object, verified) if ssl_object else None,
+        evidence=chain_evidence(ssl_object, True if verified else None)
+        if ssl_object else {},
     )
     return reader, writer, info
+
+
+def chain_evidence(ssl_object: ssl.SSLObject, verified: bool | None) -> dict[str, object]:
+    """The fingerprints of the chain as the server presented it (not the verified one,
+    whose anchor depends on the local store: the presented chain is what a control
+    elsewhere sees too), and the leaf's issuer and names."""
+    presented = _chain_ders(ssl_object, verified=False)
+    evidence: dict[str, object] = {"tls_verified": verified}
+    if presented:
+        evidence["tls_chain"] = [fingerprint(der) for der in presented[:MAX_CHAIN]]
+        evidence.update(_leaf_facts(presented[0]))
+    return evidence
+
+
+def fingerprint(der: bytes) -> str:
+    """SHA-256 of a DER certificate, base64url without padding (43 characters)."""
+    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+
+
+# A probe sees the same leaf round after round: parsed once.
+@functools.lru_cache(maxsize=64)
+def _leaf_facts(der: bytes) -> dict[str, object]:
+    try:
+        from cryptography import x509  # see _not_after
+
+        leaf = x509.load_der_x509_certificate(der)
+        issuer = leaf.issuer.rfc4514_string()
+    except ValueError:
+        return {}
+    facts: dict[str, object] = {"tls_issuer": clean_text(issuer, 256)}
+    try:
+        sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, ValueError):
+        return facts
+    names = [*sans.get_values_for_type(x509.DNSName),
+             *(str(a) for a in sans.get_values_for_type(x509.IPAddress))]
+    if names:
+        facts["tls_names"] = [clean_text(n, 255) for n in names[:MAX_NAMES]]
+    return facts
 
 
 def ssl_error_text(exc: ssl.SSLError) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from pydantic import BaseModel
 
+from collector.control import store as control_store
 from collector.core import Collector
 from collector.state.fleet import CheckState, FleetState
 from collector.state.timeline import ALL_GROUPS, Timelines
@@ -28,6 +30,8 @@ from collector.web.api.models import (
     RESULT_TYPES,
     CheckDetail,
     CheckStatus,
+    ControlPage,
+    ControlResult,
     GroupAccess,
     Interval,
     IntervalPage,
@@ -36,6 +40,7 @@ from collector.web.api.models import (
     MissionSummary,
     ProbeInfo,
     ProbeList,
+    ProbeView,
     ResultPage,
     Rollup,
     RollupPage,
@@ -44,10 +49,12 @@ from collector.web.api.models import (
 from collector.web.api.params import (
     GROUP_RE,
     IDENTIFIER_RE,
+    MAX_CONTROL_DAYS,
     MAX_HOUR_ROLLUPS_DAYS,
     MAX_INTERVALS_DAYS,
     MAX_MINUTE_ROLLUPS_DAYS,
     MAX_RESULTS_DAYS,
+    MAX_TARGET_CHARS,
     PREFIX,
     Params,
     encode_cursor,
@@ -204,7 +211,10 @@ async def intervals(request: web.Request) -> web.Response:
     return _json(IntervalPage(
         mission=mission, check=check, group=group,
         items=[Interval(started_at=_time(r.started_at), ended_at=_time(r.ended_at),
-                        state=r.state, cause=r.cause) for r in rows],
+                        state=r.state, cause=r.cause,
+                        started_after=_time(getattr(r, "started_after", None)),
+                        started_before=_time(getattr(r, "started_before", None)))
+               for r in rows],
         next_cursor=encode_cursor("intervals", [rows[-1].started_at, rows[-1].id])
         if more else None))
 
@@ -282,3 +292,61 @@ async def probes(request: web.Request) -> web.Response:
             backlog=seen.backlog if seen else None,
             results_since_start=seen.results_total if seen else 0))
     return _json(ProbeList(items=items))
+
+
+def _control_item(row) -> ControlResult:
+    return ControlResult(
+        key=row.key, kind=row.kind, target=row.target, label=row.label,
+        settings=json.loads(row.settings), trigger=row.trigger,
+        measured_at=_time(row.measured_at), duration_s=row.duration_s, ok=row.ok,
+        reason=row.reason, detail=row.detail, ip_version=row.ip_version,
+        figures=json.loads(row.figures))
+
+
+def _not_measured(collector: Collector, mission: str, check: str) -> str | None:
+    runner = collector.control
+    if runner is None:
+        return "the centre's control measurements are off (control.enabled)"
+    if runner.key_for(mission, check) is not None:
+        return None
+    return runner.plan.skipped.get(
+        (mission, check), "not planned yet: the centre plans a check within 30 s of its "
+                          "first round")
+
+
+async def control(request: web.Request) -> web.Response:
+    q = Params(request, ("target", "mission", "check", "from", "to", "limit", "cursor"))
+    target = q.text("target", False)
+    mission = q.mission(required=False)
+    check = q.matching("check", IDENTIFIER_RE, "a check id", required=False)
+    if (target is None) == (mission is None and check is None) or (
+            (mission is None) != (check is None)):
+        raise Refusal(400, "give either 'target' (a check's target: URL, host or resolver) "
+                           "or both 'mission' and 'check'")
+    if target is not None and len(target) > MAX_TARGET_CHARS:
+        raise Refusal(400, f"'target' is longer than {MAX_TARGET_CHARS} characters")
+    start, end = q.time_range(MAX_CONTROL_DAYS, f"{PREFIX}/control")
+    limit = q.limit()
+    after = q.cursor("control", (float, int))
+    collector = collector_of(request)
+    key = probe = why = None
+    if mission is not None:
+        runner = collector.control
+        key = runner.key_for(mission, check) if runner is not None else None
+        why = _not_measured(collector, mission, check)
+        state = collector.state.checks.get((mission, check))
+        if state is not None:
+            probe = ProbeView(
+                mission=mission, check_id=check, probe_id=state.probe_id, kind=state.kind,
+                target=state.target, last_round_at=_time(state.last_started_at),
+                last_ok=state.last_ok, last_reason=state.last_reason, figures=state.figures)
+    rows = [] if mission is not None and key is None else await collector.in_db(
+        functools.partial(control_store.page, collector.store, key=key, target=target,
+                          start=start, end=end, after=after, limit=limit))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return _json(ControlPage(
+        target=target, key=key, not_measured=why, probe=probe,
+        items=[_control_item(r) for r in rows],
+        next_cursor=encode_cursor("control", [rows[-1].measured_at, rows[-1].id])
+        if more else None))

@@ -18,6 +18,7 @@ from unhindered.measurement import (
     IcmpMeasurement,
     TcpMeasurement,
 )
+from unhindered.path import PathRecord
 from unhindered.states import State
 
 # A check's state, or `retired`: its probe no longer runs it (docs/states.md). Access is
@@ -105,6 +106,13 @@ class Interval(_Out):
     ended_at: AwareDatetime | None = Field(description="null for the current period")
     state: StateOrRetired
     cause: str
+    # A check's period starts where the rounds' evidence places it, between these two
+    # (docs/states.md); its end's are the next period's. Null when not known (access
+    # intervals, the first round after unknown, periods from before collector 0007).
+    started_after: AwareDatetime | None = Field(
+        None, description="the change happened after this (the path last seen as before)")
+    started_before: AwareDatetime | None = Field(
+        None, description="and by this (the path first seen as after)")
 
 
 class IntervalPage(_Out):
@@ -144,6 +152,56 @@ RESULT_TYPES: dict[str, type[BaseModel]] = {
 
 class ResultPage(_Out):
     items: list[Result]
+    next_cursor: str | None
+
+
+class ControlResult(_Out):
+    """One control measurement: the centre measuring a target with the probes' own check
+    code (docs/control.md). `figures` are the kind's, as in docs/protocol.md."""
+
+    key: str = Field(description="what was measured (kind and settings), shared by every "
+                                 "mission whose check measures the same")
+    kind: str
+    target: str = Field(description="as measured: for dns, the centre's resolver when "
+                                    "control.resolver is set")
+    label: str = Field(description="URL, host, host:port or 'name TYPE @resolver'")
+    settings: dict[str, Any] = Field(description="the check settings measured with")
+    trigger: Literal["periodic", "failure"] = Field(
+        description="failure: measured at once after a probe reported a failed round")
+    measured_at: AwareDatetime
+    duration_s: float
+    ok: bool
+    reason: str | None
+    detail: str | None
+    ip_version: Literal[4, 6] | None
+    figures: dict[str, Any]
+
+
+class ProbeView(_Out):
+    """The mission's own newest round of the check, to read beside the control's."""
+
+    mission: str
+    check_id: str
+    probe_id: str
+    kind: str
+    target: str
+    last_round_at: AwareDatetime
+    last_ok: bool | None
+    last_reason: str | None
+    figures: dict[str, Any]
+
+
+class ControlPage(_Out):
+    target: str | None = Field(description="the target asked for, when asked by target")
+    key: str | None = Field(description="the control key of the mission's check, when asked "
+                                        "by mission and check; null when the centre does "
+                                        "not measure it (see `not_measured`)")
+    not_measured: str | None = Field(
+        None, description="why the centre does not measure the mission's check, if it "
+                          "does not")
+    probe: ProbeView | None = Field(
+        None, description="the mission's newest round, when asked by mission and check")
+    items: list[ControlResult]
     next_cursor: str | None
 
 
@@ -203,3 +261,22 @@ class Enrolled(_Out):
 class ProbeChecks(_Out):
     version: str = Field(description="also the ETag")
     checks: list[dict[str, Any]]
+
+
+class PathItem(_Out):
+    """One path a probe recorded to a check's target (docs/path.md)."""
+
+    mission: str
+    check_id: str
+    probe_id: str
+    result_ok: bool = Field(description="the outcome of the round the path came with")
+    received_at: AwareDatetime
+    path: PathRecord
+
+
+class PathPage(_Out):
+    last_good: PathItem | None = Field(
+        description="the check's newest baseline path (recorded while the check succeeded), "
+                    "whenever it was recorded: what a failing path is compared with")
+    items: list[PathItem] = Field(description="paths recorded in [from, to), newest first")
+    next_cursor: str | None

@@ -29,6 +29,8 @@ MAX_RESULTS_DAYS = 7
 MAX_MINUTE_ROLLUPS_DAYS = 31
 MAX_HOUR_ROLLUPS_DAYS = 400
 MAX_INTERVALS_DAYS = 400
+MAX_CONTROL_DAYS = 7  # as raw results: the control results are kept as long
+MAX_TARGET_CHARS = 2_048
 RESOLUTIONS = (60, 3_600)
 MAX_CURSOR_CHARS = 512
 # 9999-12-31T23:59:59Z: beyond it a time cannot be written in RFC 3339.

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from collector.web.api.handlers import (
     Handler,
+    control,
     intervals,
     mission,
     missions,
@@ -24,9 +25,11 @@ from collector.web.api.handlers import (
     states,
 )
 from collector.web.api.models import (
+    ControlPage,
     IntervalPage,
     MissionDetail,
     MissionList,
+    PathPage,
     ProbeList,
     ResultPage,
     RollupPage,
@@ -36,17 +39,20 @@ from collector.web.api.params import (
     DEFAULT_LIMIT,
     GROUP_PATTERN,
     IDENTIFIER_PATTERN,
+    MAX_CONTROL_DAYS,
     MAX_CURSOR_CHARS,
     MAX_HOUR_ROLLUPS_DAYS,
     MAX_INTERVALS_DAYS,
     MAX_LIMIT,
     MAX_MINUTE_ROLLUPS_DAYS,
     MAX_RESULTS_DAYS,
+    MAX_TARGET_CHARS,
     MISSION_PATTERN,
     PREFIX,
     RESOLUTIONS,
     UNIX_PATTERN,
 )
+from collector.web.api.paths import MAX_PATHS_DAYS, paths
 
 
 @dataclass(frozen=True)
@@ -125,4 +131,23 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(f"{PREFIX}/probes", probes, "Registered probes",
              "Every registered probe with its status, and since the collector started the "
              "time of its last accepted batch and the backlog it reported.", (), ProbeList),
+    Endpoint(f"{PREFIX}/control", control, "The centre's control measurements of a target",
+             "Control results measured in [from, to), oldest first (docs/control.md): of "
+             "one target (`target`, as the control measured it), or of the target of one "
+             "mission's check (`mission` and `check`), then with the mission's newest round "
+             "beside them and, when the centre does not measure that check, why. At most "
+             f"{MAX_CONTROL_DAYS} days per request.",
+             (Param("target", "query", {"type": "string", "maxLength": MAX_TARGET_CHARS},
+                    "a target as measured: URL, host or resolver address"),
+              Param("mission", "query", {"type": "string", "pattern": MISSION_PATTERN},
+                    "mission code, with `check`"),
+              Param("check", "query", {"type": "string", "pattern": IDENTIFIER_PATTERN},
+                    "check id, with `mission`"),
+              _FROM, _TO, _LIMIT, _CURSOR), ControlPage),
+    Endpoint(f"{PREFIX}/paths", paths, "Paths recorded to a check's target",
+             "The paths the mission's probe recorded to the check's target in [from, to), "
+             "newest first (docs/path.md): after a confirmed failure (`trigger` failure) and "
+             "as a daily baseline; `last_good` is the newest baseline, whenever recorded. "
+             f"At most {MAX_PATHS_DAYS} days per request.",
+             (_MISSION_PARAM, _CHECK_PARAM, _FROM, _TO, _LIMIT, _CURSOR), PathPage),
 )

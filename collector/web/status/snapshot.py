@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from collector.state.timeline import ALL_GROUPS, LOCAL_GROUP
+from collector.store import paths as stored_paths
 from collector.store.rollups import DAY, HOUR, MINUTE, Rollups
 from collector.store.schema import access_intervals
 from collector.web.context import COLLECTOR
@@ -185,7 +186,32 @@ def mission_snapshot(app: web.Application, code: str, icmp_checks: list[str],
         "day": {c: rollups.query(code, c, MINUTE, now - DAY, now) for c in icmp_checks},
         "week": {c: rollups.query(code, c, HOUR, now - 7 * DAY, now) for c in icmp_checks},
         "probes": [p for p in store.list_probes() if p.mission == code],
+        "paths": failing_paths(store, code, [c for c, (state, _) in machines.items()
+                                             if state == "down"]),
     }
+
+
+@dataclass
+class FailingPath:
+    """Where the way to a failing check's target stops, beside the last good path."""
+
+    check_id: str
+    failing: object  # unhindered.path.PathRecord
+    good: object | None
+
+
+def failing_paths(store, code: str, down: list[str]) -> list[FailingPath]:
+    """The newest path recorded after a failure of each check that is down, with the
+    check's newest baseline (docs/path.md); checks without such a path are left out."""
+    out = []
+    for check_id in sorted(down):
+        row = stored_paths.newest(store, code, check_id, trigger="failure")
+        if row is None:
+            continue
+        good = stored_paths.newest(store, code, check_id, trigger="baseline")
+        out.append(FailingPath(check_id, stored_paths.record_of(row),
+                               None if good is None else stored_paths.record_of(good)))
+    return out
 
 
 def outages_of(snapshot: dict) -> list[Outage]:

@@ -180,6 +180,7 @@ async def mission(request: web.Request) -> web.Response:
         request, "mission.html", lang, explicit, now, code=code, entry=entry,
         state=access[0], since=access[1], groups=groups, checks=check_rows, charts=charts,
         outages=outages, window_days=OUTAGE_WINDOW_S // DAY, probes=probes,
+        paths=snapshot["paths"],
         max_outages=MAX_OUTAGES, refresh=refresh, refresh_s=MISSION_REFRESH_S)
 
 

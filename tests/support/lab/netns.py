@@ -1,5 +1,9 @@
 """Network-namespace test lab: a router namespace (`net`), a `centre` and one namespace per
 mission, with nft-driven cuts and packet loss and userspace ICMP/HTTP target responders.
+A mission may sit behind a chain of router namespaces (`add_mission(code, hops=N)`) that
+forward and decrement the TTL, each answering with ICMP errors from its own address, so a
+path recording sees N hops before the target network; `cut_after(mission, hop)` cuts the
+uplink on the far side of one of those routers.
 
 Safety: nothing here touches the root namespace. Veth pairs are created directly inside the
 lab namespaces, commands run only via `ip netns exec <lab namespace>`, and `fetch` switches a
@@ -42,6 +46,20 @@ READY_TIMEOUT_S = 10.0
 MAX_INDEX = 254  # link k and target N are the last octet / third octet of IPv4 addresses
 CUT_MODES = ("drop", "reject")
 MISSION_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+# Hop routers: segment s of mission k is 198.19.k.(16 s)/28 and fd00:19:k:s::/64 (target
+# addresses are 198.19.0.n and fd00:19::n, so k >= 1 never collides with them).
+MAX_HOPS = 15
+ROUTER_SYSCTLS = {
+    "net.ipv4.ip_forward": "1",
+    "net.ipv6.conf.all.forwarding": "1",
+    # Time-exceeded must come from every hop, not a rate-limited trickle: a path recording
+    # sends all its TTLs at once.
+    "net.ipv4.icmp_ratelimit": "0",
+    "net.ipv6.icmp.ratelimit": "0",
+    # The error's source is the address the probe came in on: the hop's address as seen
+    # from the mission, whatever the route back.
+    "net.ipv4.icmp_errors_use_inbound_ifaddr": "1",
+}
 
 
 class LabError(RuntimeError):
@@ -56,6 +74,18 @@ class Namespace:
 
 
 @dataclass(frozen=True)
+class Router:
+    """One hop between a mission and `net`; ipv4/ipv6 are its mission-side addresses, the
+    source of its ICMP errors."""
+
+    name: str  # namespace
+    hop: int  # 1 is the mission's gateway
+    ipv4: str
+    ipv6: str
+    uplink: str  # interface towards the next hop (nft cuts match on it)
+
+
+@dataclass(frozen=True)
 class Mission:
     name: str  # namespace
     code: str
@@ -64,6 +94,7 @@ class Mission:
     link: str  # net-side interface name (nft rules match on it)
     index: int
     iface: str  # mission-side interface name
+    routers: tuple[Router, ...] = ()  # hop 1 first; empty: `net` is the gateway
 
 
 @dataclass(frozen=True)
@@ -160,6 +191,7 @@ class Lab:
         self._blocked: dict[int, set[Target]] = {}  # mission index -> targets it cannot reach
         self._targets: list[Target] = []
         self._nft_tables: set[str] = set()
+        self._router_cuts: set[str] = set()  # router namespaces whose uplink is cut
         self._tcp_ports: tuple[int, ...] | None = None  # not None once responders run
         self._workdir = Path(tempfile.mkdtemp(prefix=f"uh-lab-{self.run_id}-"))
         _LIVE_LABS.add(self)
@@ -218,37 +250,119 @@ class Lab:
 
     def _connect(self, ns: str, k: int, net_if: str, far_if: str) -> tuple[str, str]:
         """Link `ns` to `net` as link k; return the far side's (IPv4, IPv6)."""
+        return self._veth(self.net, ns, net_if, far_if, (f"198.18.{k}", 0, 24),
+                          f"fd00:18:{k}::")
+
+    def _veth(self, near: str, far: str, near_if: str, far_if: str,
+              v4: tuple[str, int, int], v6_prefix: str) -> tuple[str, str]:
+        """A link from `near` (host 1 of the subnets, the far side's gateway) to `far` (host
+        2). v4 is (the subnet's first three octets, its last octet, its prefix length).
+        Returns the far side's (IPv4, IPv6)."""
         # Both ends are created directly in their namespaces: the root namespace never sees them.
-        _ip(self.net, f"link add {net_if} type veth peer name {far_if} netns {ns}")
-        v6_prefix = f"fd00:18:{k}::"
-        for side, ifname, host in ((self.net, net_if, 1), (ns, far_if, 2)):
-            _ip(side, f"addr add 198.18.{k}.{host}/24 dev {ifname}")
+        _ip(near, f"link add {near_if} type veth peer name {far_if} netns {far}")
+        v4_net, v4_base, length = v4
+        for side, ifname, host in ((near, near_if, 1), (far, far_if, 2)):
+            _ip(side, f"addr add {v4_net}.{v4_base + host}/{length} dev {ifname}")
             _ip(side, f"-6 addr add {v6_prefix}{host}/64 dev {ifname} nodad")
             _ip(side, f"link set {ifname} up")
-        _ip(ns, f"route add default via 198.18.{k}.1")
-        _ip(ns, f"-6 route add default via {v6_prefix}1")
-        return f"198.18.{k}.2", str(ipaddress.IPv6Address(f"{v6_prefix}2"))
+        _ip(far, f"route add default via {v4_net}.{v4_base + 1}")
+        _ip(far, f"-6 route add default via {v6_prefix}1")
+        return f"{v4_net}.{v4_base + 2}", str(ipaddress.IPv6Address(f"{v6_prefix}2"))
 
-    def add_mission(self, code: str) -> Mission:
+    def add_mission(self, code: str, hops: int = 0) -> Mission:
+        """A mission namespace, linked to `net` directly or through `hops` routers."""
         self._check_open()
         if not MISSION_CODE.match(code) or code in ("net", "centre"):
             raise ValueError(f"bad mission code {code!r}")
         if any(m.code == code for m in self._missions):
             raise ValueError(f"mission {code!r} already exists")
+        if not 0 <= hops <= MAX_HOPS:
+            raise ValueError(f"hops must be within 0..{MAX_HOPS}")
         k = len(self._missions) + 1
         if k > MAX_INDEX:
             raise LabError("too many missions")
         name = f"uh-{self.run_id}-{code}"
         self._add_namespace(name)
         link, iface = f"u{self.run_id}m{k}", f"v{self.run_id}m{k}"
-        ipv4, ipv6 = self._connect(name, k, link, iface)
-        mission = Mission(
-            name=name, code=code, ipv4=ipv4, ipv6=ipv6, link=link, index=k, iface=iface
-        )
+        if hops:
+            ipv4, ipv6, routers = self._chain(name, k, hops, link)
+            iface = f"v{self.run_id}m{k}h1"
+        else:
+            ipv4, ipv6 = self._connect(name, k, link, iface)
+            routers = ()
+        mission = Mission(name=name, code=code, ipv4=ipv4, ipv6=ipv6, link=link, index=k,
+                          iface=iface, routers=routers)
         self._missions.append(mission)
         self._filters[k] = (None, 0)
         self._apply_filter(mission)
         return mission
+
+    def _chain(self, mission_ns: str, k: int, hops: int, link: str
+               ) -> tuple[str, str, tuple[Router, ...]]:
+        """net <- r_hops <- ... <- r_1 <- mission: the outermost router takes link k (so
+        net's cuts and filters of the mission still apply), segment s (1..hops) joins r_s
+        (as the gateway) to the hop before it. Returns the mission's addresses and the
+        routers, hop 1 first."""
+        names = [f"uh-{self.run_id}-{k}r{hop}" for hop in range(1, hops + 1)]
+        for ns in names:
+            self._add_namespace(ns)
+            self._sysctl(ns, ROUTER_SYSCTLS)
+        # Outermost first: each router gets its default route from the link to its uplink.
+        self._connect(names[-1], k, link, f"v{self.run_id}m{k}")
+        uplinks = {names[-1]: f"v{self.run_id}m{k}"}
+        routers: list[Router] = []
+        for s in range(hops, 0, -1):
+            gateway = names[s - 1]
+            far = mission_ns if s == 1 else names[s - 2]
+            up_if = f"v{self.run_id}m{k}h{s}"
+            ipv4, ipv6 = self._veth(gateway, far, f"u{self.run_id}m{k}h{s}", up_if,
+                                    (f"198.19.{k}", 16 * s, 28), f"fd00:19:{k}:{s}::")
+            if far != mission_ns:
+                uplinks[far] = up_if
+            routers.append(Router(name=gateway, hop=s, ipv4=f"198.19.{k}.{16 * s + 1}",
+                                  ipv6=f"fd00:19:{k}:{s}::1", uplink=uplinks[gateway]))
+        # Routes back in: every router sends the mission's segments to the hop before it.
+        _ip(self.net, f"route add 198.19.{k}.0/24 via 198.18.{k}.2")
+        _ip(self.net, f"-6 route add fd00:19:{k}::/48 via fd00:18:{k}::2")
+        for s in range(2, hops + 1):
+            _ip(names[s - 1], f"route add 198.19.{k}.0/24 via 198.19.{k}.{16 * s + 2}")
+            _ip(names[s - 1], f"-6 route add fd00:19:{k}::/48 via fd00:19:{k}:{s}::2")
+        # The last link made (s == 1) is the mission's own.
+        return ipv4, ipv6, tuple(sorted(routers, key=lambda r: r.hop))
+
+    def cut_after(self, mission: Mission, hop: int) -> None:
+        """Drop everything crossing the uplink of the mission's router `hop`: that router
+        and those before it still answer (ICMP time-exceeded included), nothing beyond."""
+        router = self._router(mission, hop)
+        iif, oif = f'iifname "{router.uplink}"', f'oifname "{router.uplink}"'
+        table = (
+            "table inet uh_cut {\n"
+            "  chain uh_pre {\n    type filter hook prerouting priority -300; "
+            f"policy accept;\n    {iif} drop\n  }}\n"
+            "  chain uh_post {\n    type filter hook postrouting priority 0; "
+            f"policy accept;\n    {oif} drop\n  }}\n"
+            "}\n"
+        )
+        script = "table inet uh_cut\ndelete table inet uh_cut\n" + table
+        _must(["ip", "netns", "exec", router.name, "nft", "-f", "-"], input=script)
+        self._router_cuts.add(router.name)
+
+    def restore_after(self, mission: Mission, hop: int) -> None:
+        """Undo cut_after(mission, hop)."""
+        router = self._router(mission, hop)
+        if router.name in self._router_cuts:
+            _must(["ip", "netns", "exec", router.name, "nft", "delete", "table", "inet",
+                   "uh_cut"])
+            self._router_cuts.discard(router.name)
+
+    def _router(self, mission: Mission, hop: int) -> Router:
+        self._check_open()
+        if mission not in self._missions:
+            raise ValueError(f"{mission!r} is not a mission of this lab")
+        if not 1 <= hop <= len(mission.routers):
+            raise ValueError(f"mission {mission.code} has {len(mission.routers)} hops, "
+                             f"not {hop}")
+        return mission.routers[hop - 1]
 
     def add_target(self, delay_s: float = 0.0, duplicate: bool = False) -> Target:
         """Add a target address pair; `duplicate` makes the ICMP responder answer twice."""
